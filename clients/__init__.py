@@ -1,0 +1,1 @@
+"""Clients of rtserver: a Python client (tests, benches, scripts) and the browser client."""

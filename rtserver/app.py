@@ -1,0 +1,183 @@
+"""The app factory and the node: every part of one server process, wired once.
+
+``create_app(settings)`` returns a Starlette app whose lifespan owns the task
+group of the node's background work (bus reader, presence heartbeat, timer
+loop). Nothing is global: two apps in one process are two nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from rtserver.auth import Auth, load_secret
+from rtserver.clock import Clock, SystemClock
+from rtserver.config import Settings
+from rtserver.errors import Internal, InvalidState, RtError
+from rtserver.http import api, ops
+from rtserver.hub.bus import Bus, EmbeddedBus
+from rtserver.hub.connections import Connection, Registry
+from rtserver.hub.redis_bus import RedisBus
+from rtserver.hub.service import Hub
+from rtserver.metrics import Metrics
+from rtserver.protocol import FrameError, error, ok, parse_frame
+from rtserver.schemas import (
+    Command,
+    Hello,
+    OfferAccept,
+    OfferDecline,
+    Ping,
+    Presence,
+    RequestCancel,
+    RequestCreate,
+    RequestMessage,
+    command_types,
+)
+from rtserver.storage.db import Database
+from rtserver.ws import Socket, websocket_endpoint
+
+log = logging.getLogger("rtserver.app")
+
+# The commands this node serves; any other type answers unknown_type.
+SERVED = command_types(
+    (Hello, Ping, Presence, RequestCreate, RequestCancel, RequestMessage, OfferAccept, OfferDecline)
+)
+
+
+class Node:
+    """One server process: storage, bus, hub, sockets, metrics."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics(settings.node_id)
+        self.registry = Registry()
+        self.sockets: dict[str, Socket] = {}
+        self.db = Database(settings.data_dir / "rtserver.sqlite3", fsync=settings.fsync)
+        self.bus: Bus
+        if settings.redis_url:
+            self.bus = RedisBus(
+                settings.node_id,
+                self.registry,
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                presence_ttl=settings.presence_ttl,
+                metrics=self.metrics,
+            )
+        else:
+            self.bus = EmbeddedBus(settings.node_id, self.registry)
+        self.auth = Auth(
+            load_secret(settings.data_dir),
+            self.clock,
+            settings.token_ttl,
+            kdf_memory_kib=settings.kdf_memory_kib,
+            kdf_time_cost=settings.kdf_time_cost,
+        )
+        self.hub = Hub(settings, self.clock, self.db, self.bus, self.registry, self.metrics)
+        self.dummy_hash = ""
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Node]:
+        """Open storage and the bus, run the background work, and close it all after."""
+        await self.db.open()
+        self.dummy_hash = await self.auth.hash_password("not a password of anyone")
+        try:
+            async with anyio.create_task_group() as tg:
+                await self.start(tg)
+                log.info(
+                    "node started node=%s bus=%s data_dir=%s",
+                    self.settings.node_id,
+                    type(self.bus).__name__,
+                    self.settings.data_dir,
+                )
+                yield self
+                self.going_away()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.bus.aclose()
+                await self.db.aclose()
+            log.info("node stopped node=%s", self.settings.node_id)
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Start the bus loops and the timer loop in the app's task group."""
+        await self.bus.start(tg, self.hub.resync)
+        tg.start_soon(self.hub.timers.run, name=f"timers-{self.settings.node_id}")
+
+    def going_away(self) -> None:
+        """Close every socket with 1001 after what is queued on it."""
+        for socket in list(self.sockets.values()):
+            socket.going_away()
+
+    async def handle(self, conn: Connection, data: bytes | str) -> dict[str, Any] | None:
+        """One received frame in, the reply out (None for an ok to a command without id)."""
+        cmd_id: Any = None
+        try:
+            cmd = parse_frame(conn.codec.decode(data), SERVED)
+        except FrameError as exc:
+            self.metrics.error(exc.error.code)
+            return error(exc.re, exc.error)
+        except RtError as exc:
+            self.metrics.error(exc.code)
+            return error(None, exc)
+        cmd_id = cmd.id
+        self.metrics.frame_in(str(type(cmd).__struct_config__.tag))
+        try:
+            fields = await self.dispatch(conn, cmd)
+        except RtError as exc:
+            self.metrics.error(exc.code)
+            return error(cmd_id, exc)
+        except Exception:
+            log.exception(
+                "command failed conn=%s user=%s type=%s", conn.id, conn.user.id, type(cmd).__name__
+            )
+            self.metrics.error("internal")
+            return error(cmd_id, Internal("the server failed; see its log"))
+        return ok(cmd_id, **fields) if cmd_id is not None else None
+
+    async def dispatch(self, conn: Connection, cmd: Command) -> dict[str, Any]:
+        """Route a command to the part that serves it."""
+        user = conn.user
+        hub = self.hub
+        match cmd:
+            case Ping():
+                return {}
+            case Hello():
+                raise InvalidState("already authenticated")
+            case Presence():
+                return await hub.presence(user, cmd)
+            case RequestCreate():
+                return await hub.create(user, cmd)
+            case RequestCancel():
+                return await hub.cancel(user, cmd)
+            case RequestMessage():
+                return await hub.message(user, cmd)
+            case OfferAccept():
+                return await hub.accept(user, cmd)
+            case OfferDecline():
+                return await hub.decline(user, cmd)
+        raise InvalidState(f"{type(cmd).__name__} is not served")  # pragma: no cover
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
+    """A Starlette app serving one node."""
+    node = Node(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with node.running():
+            yield
+
+    app = Starlette(
+        routes=[*api.routes, *ops.routes, WebSocketRoute("/ws", websocket_endpoint)],
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    return app

@@ -1,0 +1,94 @@
+"""Passwords (Argon2id, memory-hard) and signed login tokens (JWT, HS256).
+
+The signing secret is generated once, on first start, into ``<data-dir>/secret.key``
+(mode 0600), so that every node sharing the data dir accepts the same tokens
+and tokens survive restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import anyio.to_thread
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from rtserver.clock import Clock
+from rtserver.errors import Unauthenticated
+
+SECRET_FILE = "secret.key"
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The data dir's signing secret, created on first use."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+class Auth:
+    """Hashes passwords and issues and checks tokens."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        clock: Clock,
+        token_ttl: float,
+        *,
+        kdf_memory_kib: int = 65536,
+        kdf_time_cost: int = 3,
+    ) -> None:
+        self._secret = secret
+        self._clock = clock
+        self._ttl = timedelta(seconds=token_ttl)
+        self._hasher = PasswordHasher(memory_cost=kdf_memory_kib, time_cost=kdf_time_cost)
+
+    async def hash_password(self, password: str) -> str:
+        """Argon2id hash, computed off the event loop (it takes tens of ms by design)."""
+        return await anyio.to_thread.run_sync(self._hasher.hash, password)
+
+    async def verify_password(self, password_hash: str, password: str) -> bool:
+        """True if the password matches, off the event loop."""
+
+        def verify() -> bool:
+            try:
+                return self._hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await anyio.to_thread.run_sync(verify)
+
+    def issue(self, user_id: str) -> str:
+        """A signed token for this user, valid for the token TTL."""
+        now = self._clock.now()
+        claims = {"sub": user_id, "iat": now, "exp": now + self._ttl}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> str:
+        """The user id in a valid, unexpired token; :class:`Unauthenticated` otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"require": ["sub", "exp"], "verify_iat": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid token") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str):
+            raise Unauthenticated("invalid token")
+        return sub

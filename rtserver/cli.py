@@ -1,0 +1,151 @@
+"""The ``rtserver`` command: ``serve`` and ``user create``.
+
+Every ``serve`` flag can also be set as ``RT_<FLAG>`` in the environment; a
+flag on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rtserver import __version__
+from rtserver.config import Settings
+
+_SERVE_FLAGS: list[tuple[str, str]] = [
+    ("host", "listen address [127.0.0.1]"),
+    ("port", "listen port [8000]"),
+    ("data-dir", "SQLite database, attachments, generated secret [./rtserver-data]"),
+    ("redis-url", "Redis for many nodes; none: one node, embedded hub"),
+    ("offer-batch", "experts offered an instant request at once [5]"),
+    ("offer-ttl", "how long one wave of offers stays open [60s]"),
+    ("request-ttl", "how long an instant request searches [10m]"),
+    ("reminders", "reminders before a scheduled session [30m,10m]"),
+    ("early-start", "how early a scheduled session may start [10m]"),
+    ("no-show", "cancel a scheduled session not joined by both after [10m]"),
+    ("cancellation-fee", "cents charged to the side that did not show [500]"),
+    ("platform-fee", "percent of each charge kept by the platform [20]"),
+    ("max-frame", "largest accepted WebSocket frame, bytes [65536]"),
+    ("max-attachment", "largest attachment, bytes [26214400]"),
+    ("hello-timeout", "time a new socket has to authenticate [10s]"),
+    ("heartbeat", "seconds between protocol pings; two missed close the socket [25s]"),
+    ("send-queue", "frames queued per socket before it is closed 4408 [256]"),
+    ("token-ttl", "how long a login token is valid [7d as 168h]"),
+    ("presence-ttl", "with Redis: how soon a dead node's experts stop being offered [6s]"),
+    ("node-id", "this node's name in logs and metrics [random]"),
+    ("log-level", "debug, info, warning, error [info]"),
+    ("kdf-memory-kib", "Argon2id memory cost in KiB [65536]"),
+    ("kdf-time-cost", "Argon2id iterations [3]"),
+    ("redis-prefix", "prefix of every Redis key [rt:]"),
+    ("fsync", "fsync every commit (survive power loss) [false]"),
+]
+
+
+def _env_name(flag: str) -> str:
+    return "RT_" + flag.upper().replace("-", "_")
+
+
+def _serve_options(f: Any) -> Any:
+    for flag, help_text in reversed(_SERVE_FLAGS):
+        f = click.option(f"--{flag}", envvar=_env_name(flag), default=None, help=help_text)(f)
+    return f
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """rtserver: a real-time server for live-help marketplaces."""
+
+
+@main.command()
+@_serve_options
+def serve(**flags: Any) -> None:
+    """Start one server node."""
+    from rtserver import logs
+    from rtserver.app import create_app
+    from rtserver.server import run
+
+    try:
+        settings = Settings.from_mapping(flags)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    logs.configure(settings.log_level)
+    app = create_app(settings)
+    click.echo(
+        f"rtserver {__version__} node {settings.node_id}: "
+        f"http://{settings.host}:{settings.port}/ (browser client), "
+        f"ws://{settings.host}:{settings.port}/ws (WebSocket), data in {settings.data_dir}"
+        + (f", redis {settings.redis_url}" if settings.redis_url else ", embedded hub"),
+        err=True,
+    )
+    run(app, settings)
+
+
+@main.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["customer", "expert", "manager"]))
+@click.option(
+    "--data-dir", envvar="RT_DATA_DIR", default=None, help="data directory [./rtserver-data]"
+)
+def create_user(email: str, password: str, name: str, role: str, data_dir: str | None) -> None:
+    """Create a user in the data directory (the only way to make a manager)."""
+    import msgspec
+
+    from rtserver.auth import Auth, load_secret
+    from rtserver.clock import SystemClock, to_ms
+    from rtserver.errors import RtError
+    from rtserver.schemas import RegisterBody
+    from rtserver.storage.db import Database
+    from rtserver.storage.users import UserStore
+
+    settings = Settings.from_mapping(
+        {k: v for k, v in os.environ.items() if k.startswith("RT_")} | {"data_dir": data_dir}
+    )
+    try:
+        msgspec.convert(
+            {"email": email, "password": password, "name": name, "role": role}, RegisterBody
+        )
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    async def go() -> dict[str, Any]:
+        clock = SystemClock()
+        auth = Auth(
+            load_secret(settings.data_dir),
+            clock,
+            settings.token_ttl,
+            kdf_memory_kib=settings.kdf_memory_kib,
+            kdf_time_cost=settings.kdf_time_cost,
+        )
+        async with Database(Path(settings.data_dir) / "rtserver.sqlite3") as db:
+            u = await UserStore(db).create(
+                email,
+                await auth.hash_password(password),
+                name,
+                role,  # type: ignore[arg-type]
+                to_ms(clock.now()),
+            )
+            return u.public()
+
+    try:
+        created = asyncio.run(go())
+    except RtError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"created {created['role']} {created['email']} id={created['id']}")
+
+
+if __name__ == "__main__":
+    main()

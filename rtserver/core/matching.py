@@ -1,0 +1,107 @@
+"""Who is offered an instant request, best first. Pure functions, no I/O.
+
+An expert qualifies when he speaks the request's language and has at least
+one of its skills. Among qualified experts the ranking is:
+
+1. more of the request's skills first;
+2. then the better rated (average review, when reviews exist);
+3. then the more responsive (share of offers he answered);
+4. then the one offered work least recently, to spread work around;
+5. then by id, so that the order is total and tests are stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+def normalize(word: str) -> str:
+    """Skills and languages compare case- and space-insensitively."""
+    return " ".join(word.split()).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What matching knows of one expert."""
+
+    expert_id: str
+    skills: frozenset[str]
+    languages: frozenset[str]
+    rating: float | None = None
+    responsiveness: float | None = None
+    # Milliseconds since the epoch of his last offer; None if never offered.
+    last_offered_ms: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        expert_id: str,
+        skills: Iterable[str],
+        languages: Iterable[str],
+        *,
+        rating: float | None = None,
+        responsiveness: float | None = None,
+        last_offered_ms: int | None = None,
+    ) -> Candidate:
+        """A candidate with normalized skills and languages."""
+        return cls(
+            expert_id,
+            frozenset(normalize(s) for s in skills),
+            frozenset(normalize(lang) for lang in languages),
+            rating,
+            responsiveness,
+            last_offered_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a request asks for."""
+
+    skills: frozenset[str]
+    language: str
+
+    @classmethod
+    def of(cls, skills: Iterable[str], language: str) -> Need:
+        """A need with normalized skills and language."""
+        return cls(frozenset(normalize(s) for s in skills), normalize(language))
+
+
+def overlap(candidate: Candidate, need: Need) -> int:
+    """How many of the request's skills the expert has."""
+    return len(candidate.skills & need.skills)
+
+
+def qualifies(candidate: Candidate, need: Need) -> bool:
+    """Speaks the language and has at least one of the skills."""
+    return need.language in candidate.languages and overlap(candidate, need) > 0
+
+
+def rank(candidates: Iterable[Candidate], need: Need) -> list[Candidate]:
+    """The qualified candidates, best first (see the module docstring)."""
+
+    def key(c: Candidate) -> tuple[int, float, float, int, str]:
+        return (
+            -overlap(c, need),
+            -(c.rating if c.rating is not None else 0.0),
+            -(c.responsiveness if c.responsiveness is not None else 0.0),
+            c.last_offered_ms if c.last_offered_ms is not None else -1,
+            c.expert_id,
+        )
+
+    return sorted((c for c in candidates if qualifies(c, need)), key=key)
+
+
+def next_wave(
+    ranked: list[Candidate], already_offered: set[str], excluded: set[str], batch: int
+) -> list[Candidate]:
+    """The next ``batch`` candidates, skipping those already offered or excluded."""
+    wave: list[Candidate] = []
+    for c in ranked:
+        if c.expert_id in already_offered or c.expert_id in excluded:
+            continue
+        wave.append(c)
+        if len(wave) == batch:
+            break
+    return wave

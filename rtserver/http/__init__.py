@@ -1,0 +1,1 @@
+"""HTTP routes: accounts, preferences, the portal API, and operations."""

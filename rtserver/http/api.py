@@ -1,0 +1,135 @@
+"""The account and hub HTTP API under ``/api``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rtserver.clock import to_ms
+from rtserver.errors import Forbidden, NotFound, Unauthenticated
+from rtserver.http.common import api, body, current_user, json_response, node_of
+from rtserver.schemas import LoginBody, PreferencesBody, RegisterBody
+from rtserver.storage.users import Profile
+
+
+@api
+async def register(request: Request) -> Response:
+    """Create a customer or expert account; managers only come from the CLI."""
+    node = node_of(request)
+    b = await body(request, RegisterBody)
+    if b.role == "manager":
+        raise Forbidden("managers are created with `rtserver user create`")
+    user = await node.hub.users.create(
+        b.email,
+        await node.auth.hash_password(b.password),
+        b.name,
+        b.role,
+        to_ms(node.clock.now()),
+    )
+    return json_response({"user": user.public(), "token": node.auth.issue(user.id)}, 201)
+
+
+@api
+async def login(request: Request) -> Response:
+    """Exchange e-mail and password for a token."""
+    node = node_of(request)
+    b = await body(request, LoginBody)
+    user = await node.hub.users.by_email(b.email)
+    # Verify against a real hash even for unknown e-mails, so that timing does not
+    # tell which e-mails are registered.
+    stored = user.password_hash if user else node.dummy_hash
+    if not await node.auth.verify_password(stored, b.password) or user is None:
+        raise Unauthenticated("wrong e-mail or password")
+    return json_response({"user": user.public(), "token": node.auth.issue(user.id)})
+
+
+@api
+async def me(request: Request) -> Response:
+    """The user, with an expert's preferences and verification status."""
+    node = node_of(request)
+    user = await current_user(request)
+    out = user.public()
+    profile = await node.hub.users.profile(user.id)
+    if profile is not None:
+        out.update(profile.to_wire())
+        fresh = await node.hub.users.by_id(user.id)
+        out["presence"] = fresh.presence if fresh else user.presence
+    return json_response({"user": out})
+
+
+@api
+async def put_preferences(request: Request) -> Response:
+    """An expert's title, skills, languages, experience, rate and bio."""
+    node = node_of(request)
+    user = await current_user(request)
+    if user.role != "expert":
+        raise Forbidden("only experts have preferences")
+    b = await body(request, PreferencesBody)
+    old = await node.hub.users.profile(user.id) or Profile()
+    profile = Profile(
+        b.title.strip(),
+        list(dict.fromkeys(s.strip() for s in b.skills if s.strip())),
+        list(dict.fromkeys(lang.strip() for lang in b.languages if lang.strip())),
+        b.years_experience,
+        b.rate_cents_per_15min,
+        b.bio,
+        old.verification_status,
+    )
+    await node.hub.users.put_profile(user.id, profile, to_ms(node.clock.now()))
+    return json_response({"user": {**user.public(), **profile.to_wire()}})
+
+
+@api
+async def list_requests(request: Request) -> Response:
+    """A customer's open requests."""
+    node = node_of(request)
+    user = await current_user(request)
+    reqs = await node.hub.requests.open_of_customer(user.id)
+    return json_response({"requests": [r.to_wire() for r in reqs]})
+
+
+@api
+async def get_request(request: Request) -> Response:
+    """One request, to its customer or to an expert it was offered to."""
+    node = node_of(request)
+    user = await current_user(request)
+    req = await node.hub.requests.get(request.path_params["request_id"])
+    if req is None:
+        raise NotFound("no such request")
+    mine = req.customer_id == user.id or user.role == "manager"
+    if not mine and await node.hub.requests.offer(req.id, user.id) is None:
+        raise NotFound("no such request")
+    return json_response({"request": req.to_wire()})
+
+
+@api
+async def list_offers(request: Request) -> Response:
+    """An expert's open offers."""
+    node = node_of(request)
+    user = await current_user(request)
+    state = await node.hub.state(user)
+    return json_response({"offers": state["offers"]})
+
+
+@api
+async def get_session(request: Request) -> Response:
+    """One session, to its participants and managers."""
+    node = node_of(request)
+    user = await current_user(request)
+    session = await node.hub.sessions.get(request.path_params["session_id"])
+    if session is None or (user.id not in session.participants() and user.role != "manager"):
+        raise NotFound("no such session")
+    return json_response({"session": await node.hub.session_wire(session)})
+
+
+routes = [
+    Route("/api/auth/register", register, methods=["POST"]),
+    Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/me", me, methods=["GET"]),
+    Route("/api/me/preferences", put_preferences, methods=["PUT"]),
+    Route("/api/requests", list_requests, methods=["GET"]),
+    Route("/api/requests/{request_id}", get_request, methods=["GET"]),
+    Route("/api/offers", list_offers, methods=["GET"]),
+    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+]

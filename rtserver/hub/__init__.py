@@ -1,0 +1,1 @@
+"""The live-help hub: connections, the bus between nodes, requests and offers."""

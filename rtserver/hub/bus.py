@@ -1,0 +1,110 @@
+"""The bus: what nodes must agree on, behind one small interface.
+
+Three things cross nodes:
+
+- **claims**: an exclusive decision (who closed a request, which node runs a
+  job), a value set atomically if absent, read back by the losers;
+- **fan-out**: an event for some users, delivered to their sockets on
+  whatever node holds them;
+- **presence**: which users have a socket open on some live node.
+
+:class:`EmbeddedBus` does all three in process for one node (the default);
+:class:`rtserver.hub.redis_bus.RedisBus` does them through Redis for many.
+The rest of the server calls only this interface, so one node is not a
+special case.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Collection
+from types import TracebackType
+from typing import Any
+
+from anyio.abc import TaskGroup
+
+from rtserver.hub.connections import Registry
+
+# Called when this node may have missed events (the bus was unreachable and
+# could not replay them): the node re-sends ``state`` to its sockets.
+ResyncHandler = Callable[[], Awaitable[None]]
+
+
+class Bus(ABC):
+    """Claims, fan-out and presence shared by the nodes of one server."""
+
+    def __init__(self, node_id: str, registry: Registry) -> None:
+        self.node_id = node_id
+        self.registry = registry
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self, tg: TaskGroup, on_resync: ResyncHandler) -> None:  # noqa: B027
+        """Start background work in the app's task group (none by default)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; background work ends with the task group."""
+
+    @abstractmethod
+    async def claim(self, key: str, value: str, ttl: float) -> str | None:
+        """Set ``key`` to ``value`` if it has no value; None if we won, else the holder's value."""
+
+    @abstractmethod
+    async def publish(self, user_ids: Collection[str], event: dict[str, Any]) -> None:
+        """Deliver an event to every socket of these users, on any node."""
+
+    @abstractmethod
+    async def online(self, user_ids: Collection[str]) -> set[str]:
+        """Which of these users have a socket open on a live node."""
+
+    async def user_connected(self, user_id: str) -> None:  # noqa: B027 - optional hook
+        """This node now has a socket of ``user_id`` (it had none)."""
+
+    async def user_disconnected(self, user_id: str) -> None:  # noqa: B027 - optional hook
+        """This node has no more sockets of ``user_id``."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters for logs, metrics and benches."""
+        return {}
+
+
+class EmbeddedBus(Bus):
+    """One node: claims in a dict, fan-out to the local registry, local presence."""
+
+    def __init__(self, node_id: str, registry: Registry) -> None:
+        super().__init__(node_id, registry)
+        self._claims: dict[str, tuple[str, float]] = {}
+
+    async def claim(self, key: str, value: str, ttl: float) -> str | None:
+        """Atomic because the event loop runs one coroutine at a time and this never awaits."""
+        now = time.monotonic()
+        held = self._claims.get(key)
+        if held is not None and held[1] > now:
+            return held[0]
+        self._claims[key] = (value, now + ttl)
+        if len(self._claims) > 10_000:
+            self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
+        return None
+
+    async def publish(self, user_ids: Collection[str], event: dict[str, Any]) -> None:
+        """Straight into the local sockets' queues."""
+        self.registry.deliver(user_ids, event)
+
+    async def online(self, user_ids: Collection[str]) -> set[str]:
+        """Users with a socket on this, the only, node."""
+        local = self.registry.users()
+        return {u for u in user_ids if u in local}
+
+    def statistics(self) -> dict[str, Any]:
+        """How many claims are held."""
+        return {"claims": len(self._claims)}

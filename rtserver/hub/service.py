@@ -1,0 +1,483 @@
+"""Requests and offers: create, match in waves, accept (first wins), decline, cancel.
+
+This is where the pure rules (:mod:`rtserver.core`) meet storage and the bus.
+Every decision that closes a request goes through :meth:`Hub._close`: first a
+claim on the bus (one atomic step across all nodes), then one database
+transaction guarded by ``status = 'open'`` (so that even a Redis that lost its
+data cannot make two winners), then the events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from rtserver.clock import Clock, from_wire, to_ms, to_wire
+from rtserver.config import Settings
+from rtserver.core import requests as rules
+from rtserver.core.matching import Need, next_wave, normalize, rank
+from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RtError
+from rtserver.hub.bus import Bus
+from rtserver.hub.connections import Registry
+from rtserver.hub.timers import TimerLoop
+from rtserver.metrics import Metrics
+from rtserver.schemas import (
+    OfferAccept,
+    OfferDecline,
+    Presence,
+    RequestCancel,
+    RequestCreate,
+    RequestMessage,
+)
+from rtserver.storage.db import Database, new_id
+from rtserver.storage.requests import Request, RequestStore
+from rtserver.storage.sessions import Session, SessionStore
+from rtserver.storage.timers import TimerStore
+from rtserver.storage.users import User, UserStore
+
+log = logging.getLogger("rtserver.hub")
+
+REQUEST_TIMER = "request"
+# When a wave finds nobody to offer, look again this soon (capped by --offer-ttl),
+# so that an expert who turns available is offered the request quickly.
+EMPTY_WAVE_RETRY = 2.0
+# Claims outlive their request by a day: later commands still read who won.
+CLAIM_GRACE = 86_400.0
+
+
+class Hub:
+    """The request and offer commands of one node, and the state snapshot."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        db: Database,
+        bus: Bus,
+        registry: Registry,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = db
+        self.bus = bus
+        self.registry = registry
+        self.metrics = metrics
+        self.users = UserStore(db)
+        self.requests = RequestStore(db)
+        self.sessions = SessionStore(db)
+        self.timer_store = TimerStore(db)
+        self.timers = TimerLoop(self.timer_store, clock, settings.node_id, metrics)
+        self.timers.register(REQUEST_TIMER, self.on_request_timer)
+
+    # -- the snapshot ------------------------------------------------------------
+
+    async def people(self, user_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """``{id: {id, name, role}}`` for these users."""
+        return {uid: u.person() for uid, u in (await self.users.many(list(set(user_ids)))).items()}
+
+    async def session_wire(self, session: Session) -> dict[str, Any]:
+        """A session with its people filled in."""
+        return session.to_wire(await self.people(session.participants()))
+
+    async def state(self, user: User) -> dict[str, Any]:
+        """The ``state`` event: open offers, open requests, active and upcoming sessions."""
+        now = self.clock.now()
+        offers: list[dict[str, Any]] = []
+        requests: list[dict[str, Any]] = []
+        if user.role == "expert":
+            pairs = await self.requests.open_offers_of(user.id, now)
+            people = await self.people([r.customer_id for r, _ in pairs])
+            offers = [r.offer_wire(people[r.customer_id], o.expires_at) for r, o in pairs]
+        if user.role == "customer":
+            requests = [r.to_wire() for r in await self.requests.open_of_customer(user.id)]
+        sessions = await self.sessions.current_of(user.id)
+        people = await self.people([p for s in sessions for p in s.participants()])
+        frame: dict[str, Any] = {
+            "type": "state",
+            "offers": offers,
+            "requests": requests,
+            "sessions": [s.to_wire(people) for s in sessions],
+        }
+        if user.role == "expert":
+            fresh = await self.users.by_id(user.id)
+            frame["presence"] = fresh.presence if fresh else user.presence
+        return frame
+
+    async def resync(self) -> None:
+        """Re-send ``state`` (marked ``resync``) to every socket of this node."""
+        for conn in self.registry.all():
+            try:
+                conn.send_nowait({**await self.state(conn.user), "resync": True})
+            except Exception:
+                log.exception("resync failed conn=%s user=%s", conn.id, conn.user.id)
+
+    # -- presence ------------------------------------------------------------------
+
+    async def presence(self, user: User, cmd: Presence) -> dict[str, Any]:
+        """An expert's availability, stored so that it outlives the connection."""
+        if user.role != "expert":
+            raise Forbidden("only experts have a presence")
+        await self.users.set_presence(user.id, cmd.status)
+        log.info("presence user=%s status=%s", user.id, cmd.status)
+        return {"status": cmd.status}
+
+    # -- creating and matching ---------------------------------------------------
+
+    async def create(self, user: User, cmd: RequestCreate) -> dict[str, Any]:
+        """Store a new request and send its first wave of offers."""
+        if user.role != "customer":
+            raise Forbidden("only customers create requests")
+        if cmd.kind == "scheduled":
+            raise InvalidField("scheduled requests are not offered by this server yet", "kind")
+        now = self.clock.now()
+        try:
+            times = [from_wire(t) for t in cmd.proposed_times]
+        except ValueError:
+            raise InvalidField(
+                "proposed_times must be ISO-8601 with an offset", "proposed_times"
+            ) from None
+        proposed = rules.validate_proposed_times(cmd.kind, times, now)
+        skills = list(dict.fromkeys(s.strip() for s in cmd.skills if s.strip()))
+        if not skills:
+            raise InvalidField("skills must name at least one skill", "skills")
+        if cmd.attachment_ids:
+            raise NotFound("no such attachment")
+        direct: User | None = None
+        if cmd.expert_id is not None:
+            direct = await self.users.by_id(cmd.expert_id)
+            if direct is None or direct.role != "expert":
+                raise NotFound("no such expert")
+        request = Request(
+            id=new_id("r"),
+            customer_id=user.id,
+            kind=cmd.kind,
+            title=cmd.title.strip() or cmd.title,
+            description=cmd.description,
+            skills=skills,
+            language=cmd.language.strip(),
+            direct_expert_id=direct.id if direct else None,
+            proposed_times=proposed,
+            attachment_ids=[],
+            status="open",
+            wave=0,
+            notified=0,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.settings.request_ttl),
+        )
+        async with self.db.transaction() as conn:
+            await self.requests.insert(conn, request)
+        self.metrics.request_created(request.kind)
+        log.info(
+            "request created request=%s customer=%s kind=%s direct=%s",
+            request.id,
+            user.id,
+            request.kind,
+            request.direct_expert_id,
+        )
+        notified = await self._dispatch(request, user)
+        return {"request": replace(request, wave=1, notified=notified).to_wire()}
+
+    async def _dispatch(self, request: Request, customer: User) -> int:
+        """Send the next wave of offers; schedule the next look; the new ``notified``."""
+        now = self.clock.now()
+        wave_no = request.wave + 1
+        if request.direct_expert_id is not None:
+            chosen = [request.direct_expert_id]
+            expires_at = request.expires_at
+        else:
+            chosen = await self._choose(request)
+            expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
+        if chosen:
+            next_due = expires_at
+        else:
+            retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
+            next_due = min(now + timedelta(seconds=retry), request.expires_at)
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT status FROM requests WHERE id = ?", (request.id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row[0] != "open":
+                return request.notified
+            notified = request.notified
+            if chosen:
+                notified = await self.requests.add_wave(
+                    conn, request.id, wave_no, chosen, now, expires_at
+                )
+            await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(next_due))
+        self.timers.wake()
+        if chosen:
+            self.metrics.offers_sent.inc(len(chosen))
+            offer = request.offer_wire(customer.person(), expires_at)
+            await self.bus.publish(chosen, {"type": "offer.new", "offer": offer})
+            log.info(
+                "wave sent request=%s wave=%d experts=%d notified=%d",
+                request.id,
+                wave_no,
+                len(chosen),
+                notified,
+            )
+        await self.bus.publish(
+            [request.customer_id],
+            {
+                "type": "request.update",
+                "request_id": request.id,
+                "status": "open",
+                "notified": notified,
+            },
+        )
+        return notified
+
+    async def _choose(self, request: Request) -> list[str]:
+        """The next wave: connected, available, free, qualified, not yet offered; best first."""
+        need = Need.of(request.skills, request.language)
+        candidates = await self.users.candidates(need, available_only=True)
+        offered = await self.requests.offered_experts(request.id)
+        pool = [c for c in candidates if c.expert_id not in offered]
+        if not pool:
+            return []
+        ids = [c.expert_id for c in pool]
+        online = await self.bus.online(ids)
+        busy = await self.sessions.busy([i for i in ids if i in online])
+        excluded = {i for i in ids if i not in online or i in busy}
+        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        return [c.expert_id for c in wave]
+
+    async def on_request_timer(self, request_id: str) -> None:
+        """A wave ended (or nobody was found): expire it and send the next, or expire all."""
+        request = await self.requests.get(request_id)
+        if request is None or request.status != "open":
+            return
+        now = self.clock.now()
+        if now >= request.expires_at:
+            held = await self._close(request, "expired")
+            if held is not None and not held.startswith("expired"):
+                await self._repair(request, held)
+            return
+        if request.direct_expert_id is not None:
+            # One offer for the request's whole life; nothing to do before it expires.
+            await self._schedule(request.id, request.expires_at)
+            return
+        async with self.db.transaction() as conn:
+            expired = await self.requests.close_offers(
+                conn, request.id, "expired", "expired", now, wave=request.wave
+            )
+        if expired:
+            await self.bus.publish(
+                expired, {"type": "offer.revoked", "request_id": request.id, "reason": "expired"}
+            )
+        customer = await self.users.by_id(request.customer_id)
+        if customer is not None:
+            await self._dispatch(request, customer)
+
+    async def _schedule(self, request_id: str, at: datetime) -> None:
+        async with self.db.transaction() as conn:
+            await self.timer_store.schedule(conn, REQUEST_TIMER, request_id, to_ms(at))
+        self.timers.wake()
+
+    # -- closing: accept, decline, cancel, expire -----------------------------------
+
+    async def _close(
+        self, request: Request, status: rules.RequestStatus, expert_id: str | None = None
+    ) -> str | None:
+        """Claim the request's one final decision; None if ours (and applied), else the holder's."""
+        value = f"accepted:{expert_id}" if status == "accepted" else status
+        held = await self.bus.claim(f"request:{request.id}", value, self._claim_ttl(request))
+        if held is not None:
+            return held
+        if not await self._apply(request, value):
+            # Closed in the database without a claim (the bus lost its data): it decided.
+            fresh = await self.requests.get(request.id)
+            return fresh.status if fresh else "expired"
+        return None
+
+    def _claim_ttl(self, request: Request) -> float:
+        left = (request.expires_at - self.clock.now()).total_seconds()
+        return max(left, 0.0) + CLAIM_GRACE
+
+    async def _apply(self, request: Request, value: str) -> bool:
+        """Write a claimed decision and send its events; False if the request was not open."""
+        status, _, expert_id = value.partition(":")
+        now = self.clock.now()
+        session: Session | None = None
+        reason = {"accepted": "taken", "cancelled": "cancelled"}.get(status, "expired")
+        async with self.db.transaction() as conn:
+            if status == "accepted":
+                profile = await self.users.profile(expert_id)
+                session = Session(
+                    id=new_id("s"),
+                    request_id=request.id,
+                    customer_id=request.customer_id,
+                    expert_id=expert_id,
+                    kind=request.kind,
+                    title=request.title,
+                    status="active" if request.kind == "instant" else "scheduled",
+                    scheduled_at=None,
+                    rate_cents_per_15min=profile.rate_cents_per_15min if profile else 0,
+                    created_at=now,
+                    started_at=now if request.kind == "instant" else None,
+                )
+            closed = await self.requests.close(
+                conn,
+                request.id,
+                status,  # type: ignore[arg-type]
+                now,
+                session_id=session.id if session else None,
+                expert_id=expert_id or None,
+            )
+            if not closed:
+                return False
+            if session is not None:
+                await self.sessions.insert(conn, session)
+                await self.requests.close_offers(
+                    conn, request.id, "accepted", None, now, expert_id=expert_id
+                )
+            final = "declined" if status == "declined" else "revoked"
+            if status == "expired":
+                final = "expired"
+            revoked = await self.requests.close_offers(conn, request.id, final, reason, now)  # type: ignore[arg-type]
+            await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
+        log.info(
+            "request closed request=%s status=%s expert=%s session=%s",
+            request.id,
+            status,
+            expert_id or None,
+            session.id if session else None,
+        )
+        if revoked and status != "declined":
+            await self.bus.publish(
+                revoked, {"type": "offer.revoked", "request_id": request.id, "reason": reason}
+            )
+        update: dict[str, Any] = {
+            "type": "request.update",
+            "request_id": request.id,
+            "status": status,
+            "notified": request.notified,
+        }
+        fresh = await self.requests.get(request.id)
+        if fresh is not None:
+            update["notified"] = fresh.notified
+        if session is not None:
+            people = await self.people(session.participants())
+            update["session_id"] = session.id
+            update["expert"] = people.get(expert_id)
+            await self.bus.publish(
+                session.participants(),
+                {"type": "session.update", "session": session.to_wire(people)},
+            )
+        await self.bus.publish([request.customer_id], update)
+        return True
+
+    async def _repair(self, request: Request, held: str) -> None:
+        """A claim was won but never written (its node died in between): write it now."""
+        log.warning("repairing request=%s decided=%s", request.id, held)
+        await self._apply(request, held)
+
+    async def accept(self, user: User, cmd: OfferAccept) -> dict[str, Any]:
+        """First accept wins; every other one learns why it lost."""
+        if user.role != "expert":
+            raise Forbidden("only experts accept offers")
+        request = await self.requests.get(cmd.request_id)
+        offer = await self.requests.offer(cmd.request_id, user.id) if request else None
+        time = None
+        if cmd.time is not None:
+            try:
+                time = from_wire(cmd.time)
+            except ValueError:
+                raise InvalidField("time must be ISO-8601 with an offset", "time") from None
+        rules.check_accept(
+            request.view() if request else None,
+            offer.view() if offer else None,
+            self.clock.now(),
+            time,
+        )
+        assert request is not None
+        if request.kind == "instant" and await self.sessions.busy([user.id]):
+            raise InvalidState("you are in an active session")
+        held = await self._close(request, "accepted", user.id)
+        if held is not None:
+            self.metrics.races_lost.inc()
+            raise _lost(held)
+        self.metrics.accepts.inc()
+        self.metrics.accept_latency.observe((self.clock.now() - request.created_at).total_seconds())
+        session = await self.sessions.by_request(request.id)
+        assert session is not None
+        return {"session": await self.session_wire(session)}
+
+    async def decline(self, user: User, cmd: OfferDecline) -> dict[str, Any]:
+        """Pass on an offer. A direct request's one decline closes it as ``declined``."""
+        if user.role != "expert":
+            raise Forbidden("only experts decline offers")
+        request = await self.requests.get(cmd.request_id)
+        offer = await self.requests.offer(cmd.request_id, user.id) if request else None
+        rules.check_decline(request.view() if request else None, offer.view() if offer else None)
+        assert request is not None and offer is not None
+        if request.direct_expert_id is not None:
+            held = await self._close(request, "declined")
+            if held is not None:
+                raise _lost(held)
+            return {}
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            await self.requests.close_offers(
+                conn, request.id, "declined", None, now, expert_id=user.id
+            )
+        log.info("offer declined request=%s expert=%s", request.id, user.id)
+        if offer.wave == request.wave and not await self.requests.open_offer_count(
+            request.id, request.wave
+        ):
+            # Everyone in this wave said no: do not wait for its TTL.
+            await self._schedule(request.id, now)
+        return {}
+
+    async def cancel(self, user: User, cmd: RequestCancel) -> dict[str, Any]:
+        """The customer withdraws an open request."""
+        request = await self.requests.get(cmd.request_id)
+        rules.check_cancel(request.view() if request else None, user.id)
+        assert request is not None
+        held = await self._close(request, "cancelled")
+        if held is not None:
+            raise InvalidState(f"request is already {held.partition(':')[0]}")
+        return {}
+
+    async def message(self, user: User, cmd: RequestMessage) -> dict[str, Any]:
+        """A message about an open request between its customer and its offered experts."""
+        request = await self.requests.get(cmd.request_id)
+        if request is None:
+            raise NotFound("no such request")
+        is_customer = request.customer_id == user.id
+        if not is_customer and await self.requests.offer(request.id, user.id) is None:
+            raise NotFound("no such request")
+        if request.status != "open":
+            raise InvalidState(f"request is {request.status}")
+        now = self.clock.now()
+        await self.requests.add_message(request.id, user.id, cmd.text, now)
+        message = {
+            "request_id": request.id,
+            "from": user.person(),
+            "text": cmd.text,
+            "at": to_wire(now),
+        }
+        if is_customer:
+            pairs = await self.db.fetchall(
+                "SELECT expert_id FROM offers WHERE request_id = ? AND status = 'open'",
+                (request.id,),
+            )
+            recipients = [user.id, *(r["expert_id"] for r in pairs)]
+        else:
+            recipients = [user.id, request.customer_id]
+        await self.bus.publish(recipients, {"type": "request.message", **message})
+        return {"message": message}
+
+
+def _lost(held: str) -> RtError:
+    """The error for a command that lost to the decision ``held``."""
+    status = held.partition(":")[0]
+    return rules.closed_error(status if status in ("accepted", "cancelled") else "expired")  # type: ignore[arg-type]
+
+
+__all__ = ["Hub", "normalize"]

@@ -1,0 +1,1 @@
+"""SQLite storage: the durable truth that every node shares."""

@@ -1,0 +1,242 @@
+"""The SQLite database: one writer connection and one reader per node.
+
+Several nodes may share one database file (``--data-dir`` on shared storage
+with ``--redis-url``): SQLite's own file locks serialize writers across
+processes (``BEGIN IMMEDIATE`` with a busy timeout), and WAL lets readers run
+beside a writer. Within a node, an asyncio lock serializes write transactions
+on the one writer connection, because statements of two coroutines must not
+interleave inside one transaction.
+
+Durability: WAL with ``synchronous=NORMAL``. A committed transaction is in the
+WAL file before ``commit`` returns, so a crash of the process (SIGKILL) loses
+nothing; only a power failure may lose the last transactions before a
+checkpoint. ``synchronous=FULL`` (``--fsync``) closes that window too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger("rtserver.storage")
+
+Row = aiosqlite.Row
+
+
+def new_id(prefix: str) -> str:
+    """A unique id that sorts by creation time: ``r_18c2f9a3b41d7e2a9``."""
+    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, expert profiles, requests, offers, sessions, timers.
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('customer', 'expert', 'manager')),
+        created_at INTEGER NOT NULL,
+        presence TEXT NOT NULL DEFAULT 'away' CHECK (presence IN ('available', 'away')),
+        last_offered_at INTEGER
+    );
+    CREATE TABLE expert_profiles (
+        user_id TEXT PRIMARY KEY REFERENCES users(id),
+        title TEXT NOT NULL DEFAULT '',
+        skills TEXT NOT NULL DEFAULT '[]',
+        languages TEXT NOT NULL DEFAULT '[]',
+        years_experience INTEGER NOT NULL DEFAULT 0,
+        rate_cents_per_15min INTEGER NOT NULL DEFAULT 0,
+        bio TEXT NOT NULL DEFAULT '',
+        verification_status TEXT NOT NULL DEFAULT 'pending',
+        updated_at INTEGER NOT NULL
+    );
+    -- Normalized copies of skills and languages, for matching by index.
+    CREATE TABLE expert_skills (
+        user_id TEXT NOT NULL REFERENCES users(id),
+        skill TEXT NOT NULL,
+        PRIMARY KEY (skill, user_id)
+    );
+    CREATE TABLE expert_languages (
+        user_id TEXT NOT NULL REFERENCES users(id),
+        language TEXT NOT NULL,
+        PRIMARY KEY (language, user_id)
+    );
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL CHECK (kind IN ('instant', 'scheduled')),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        skills TEXT NOT NULL,
+        language TEXT NOT NULL,
+        direct_expert_id TEXT REFERENCES users(id),
+        proposed_times TEXT NOT NULL DEFAULT '[]',
+        attachment_ids TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'open',
+        wave INTEGER NOT NULL DEFAULT 0,
+        notified INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        closed_at INTEGER,
+        session_id TEXT,
+        accepted_expert_id TEXT
+    );
+    CREATE INDEX requests_customer ON requests (customer_id, status);
+    CREATE INDEX requests_open ON requests (status, kind);
+    CREATE TABLE offers (
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        expert_id TEXT NOT NULL REFERENCES users(id),
+        wave INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        reason TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        closed_at INTEGER,
+        PRIMARY KEY (request_id, expert_id)
+    );
+    CREATE INDEX offers_expert ON offers (expert_id, status);
+    CREATE TABLE request_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        from_id TEXT NOT NULL REFERENCES users(id),
+        text TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX request_messages_request ON request_messages (request_id, id);
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL UNIQUE REFERENCES requests(id),
+        customer_id TEXT NOT NULL REFERENCES users(id),
+        expert_id TEXT NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('scheduled', 'active', 'ended', 'cancelled')),
+        scheduled_at INTEGER,
+        rate_cents_per_15min INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        ended_at INTEGER
+    );
+    CREATE INDEX sessions_customer ON sessions (customer_id, status);
+    CREATE INDEX sessions_expert ON sessions (expert_id, status);
+    -- Durable timers: every node polls for due ones and claims each with a lease.
+    CREATE TABLE timers (
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, ref)
+    );
+    CREATE INDEX timers_due ON timers (due_at);
+    """,
+]
+
+
+class Database:
+    """One node's connections to the shared SQLite file. Use ``async with``."""
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open both connections and bring the schema up to date."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate(self._writer)
+        self._reader = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA busy_timeout = 15000")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {'FULL' if self._fsync else 'NORMAL'}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {i}")
+                log.info("database migrated to version %d path=%s", i, self.path)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    async def aclose(self) -> None:
+        """Close both connections."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        """The writer connection (only inside :meth:`transaction`)."""
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """An immediate write transaction, committed on exit, rolled back on error."""
+        async with self._write_lock:
+            conn = self.writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """One row from a committed read, or None."""
+        if self._reader is None:
+            raise RuntimeError("database is not open")
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """All rows of a committed read."""
+        if self._reader is None:
+            raise RuntimeError("database is not open")
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())

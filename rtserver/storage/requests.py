@@ -1,0 +1,302 @@
+"""Requests, their offers and the messages exchanged before an accept."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.core.requests import Kind, OfferStatus, OfferView, RequestStatus, RequestView
+from rtserver.storage.db import Database, Row
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A customer's request for help, as stored."""
+
+    id: str
+    customer_id: str
+    kind: Kind
+    title: str
+    description: str
+    skills: list[str]
+    language: str
+    direct_expert_id: str | None
+    proposed_times: tuple[datetime, ...]
+    attachment_ids: list[str]
+    status: RequestStatus
+    wave: int
+    notified: int
+    created_at: datetime
+    expires_at: datetime
+    session_id: str | None = None
+    accepted_expert_id: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+    def view(self) -> RequestView:
+        """What the pure rules need."""
+        return RequestView(
+            self.id,
+            self.customer_id,
+            self.kind,
+            self.status,
+            self.expires_at,
+            self.proposed_times,
+            self.direct_expert_id,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The request as its customer sees it."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "direct": self.direct_expert_id is not None,
+            "expert_id": self.direct_expert_id,
+            "title": self.title,
+            "description": self.description,
+            "skills": self.skills,
+            "language": self.language,
+            "proposed_times": [to_wire(t) for t in self.proposed_times],
+            "attachments": self.attachments,
+            "status": self.status,
+            "notified": self.notified,
+            "created_at": to_wire(self.created_at),
+            "expires_at": to_wire(self.expires_at),
+            "session_id": self.session_id,
+        }
+
+    def offer_wire(self, customer: dict[str, Any], expires_at: datetime) -> dict[str, Any]:
+        """The offer of this request as an expert sees it."""
+        return {
+            "request_id": self.id,
+            "kind": self.kind,
+            "direct": self.direct_expert_id is not None,
+            "title": self.title,
+            "description": self.description,
+            "skills": self.skills,
+            "language": self.language,
+            "customer": {"id": customer["id"], "name": customer["name"]},
+            "proposed_times": [to_wire(t) for t in self.proposed_times],
+            "attachments": self.attachments,
+            "expires_at": to_wire(expires_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One expert's offer of one request."""
+
+    request_id: str
+    expert_id: str
+    wave: int
+    status: OfferStatus
+    expires_at: datetime
+
+    def view(self) -> OfferView:
+        """What the pure rules need."""
+        return OfferView(self.request_id, self.expert_id, self.status, self.expires_at)
+
+
+def _request(row: Row) -> Request:
+    return Request(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        kind=row["kind"],
+        title=row["title"],
+        description=row["description"],
+        skills=json.loads(row["skills"]),
+        language=row["language"],
+        direct_expert_id=row["direct_expert_id"],
+        proposed_times=tuple(from_ms(t) for t in json.loads(row["proposed_times"])),
+        attachment_ids=json.loads(row["attachment_ids"]),
+        status=row["status"],
+        wave=row["wave"],
+        notified=row["notified"],
+        created_at=from_ms(row["created_at"]),
+        expires_at=from_ms(row["expires_at"]),
+        session_id=row["session_id"],
+        accepted_expert_id=row["accepted_expert_id"],
+    )
+
+
+def _offer(row: Row) -> Offer:
+    return Offer(
+        row["request_id"], row["expert_id"], row["wave"], row["status"], from_ms(row["expires_at"])
+    )
+
+
+class RequestStore:
+    """Requests, offers and request messages."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, conn: aiosqlite.Connection, r: Request) -> None:
+        """Store a new request (inside the caller's transaction)."""
+        await conn.execute(
+            "INSERT INTO requests (id, customer_id, kind, title, description, skills, language,"
+            " direct_expert_id, proposed_times, attachment_ids, status, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+            (
+                r.id,
+                r.customer_id,
+                r.kind,
+                r.title,
+                r.description,
+                json.dumps(r.skills),
+                r.language,
+                r.direct_expert_id,
+                json.dumps([to_ms(t) for t in r.proposed_times]),
+                json.dumps(r.attachment_ids),
+                to_ms(r.created_at),
+                to_ms(r.expires_at),
+            ),
+        )
+
+    async def get(self, request_id: str) -> Request | None:
+        """A request by id, or None."""
+        row = await self.db.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return _request(row) if row else None
+
+    async def offer(self, request_id: str, expert_id: str) -> Offer | None:
+        """The offer of a request to an expert, or None."""
+        row = await self.db.fetchone(
+            "SELECT * FROM offers WHERE request_id = ? AND expert_id = ?", (request_id, expert_id)
+        )
+        return _offer(row) if row else None
+
+    async def open_of_customer(self, customer_id: str) -> list[Request]:
+        """A customer's open requests, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM requests WHERE customer_id = ? AND status = 'open' ORDER BY created_at",
+            (customer_id,),
+        )
+        return [_request(r) for r in rows]
+
+    async def open_offers_of(self, expert_id: str, now: datetime) -> list[tuple[Request, Offer]]:
+        """An expert's offers still open (by status and by time), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
+            " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at"
+            " FROM offers o JOIN requests r ON r.id = o.request_id"
+            " WHERE o.expert_id = ? AND o.status = 'open' AND r.status = 'open'"
+            " AND o.expires_at > ? ORDER BY o.created_at",
+            (expert_id, to_ms(now)),
+        )
+        return [
+            (
+                _request(r),
+                Offer(
+                    r["o_request_id"],
+                    r["o_expert_id"],
+                    r["o_wave"],
+                    r["o_status"],
+                    from_ms(r["o_expires_at"]),
+                ),
+            )
+            for r in rows
+        ]
+
+    async def offered_experts(self, request_id: str) -> set[str]:
+        """Every expert this request was ever offered to."""
+        rows = await self.db.fetchall(
+            "SELECT expert_id FROM offers WHERE request_id = ?", (request_id,)
+        )
+        return {r["expert_id"] for r in rows}
+
+    async def open_offer_count(self, request_id: str, wave: int) -> int:
+        """How many offers of this wave are still unanswered."""
+        row = await self.db.fetchone(
+            "SELECT count(*) FROM offers WHERE request_id = ? AND wave = ? AND status = 'open'",
+            (request_id, wave),
+        )
+        return int(row[0]) if row else 0
+
+    async def add_wave(
+        self,
+        conn: aiosqlite.Connection,
+        request_id: str,
+        wave: int,
+        expert_ids: list[str],
+        now: datetime,
+        expires_at: datetime,
+    ) -> int:
+        """Record a wave of offers; returns the request's new ``notified`` count."""
+        now_ms = to_ms(now)
+        await conn.executemany(
+            "INSERT OR IGNORE INTO offers (request_id, expert_id, wave, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(request_id, e, wave, now_ms, to_ms(expires_at)) for e in expert_ids],
+        )
+        await conn.executemany(
+            "UPDATE users SET last_offered_at = ? WHERE id = ?", [(now_ms, e) for e in expert_ids]
+        )
+        async with conn.execute(
+            "UPDATE requests SET wave = ?, notified = notified + ? WHERE id = ? RETURNING notified",
+            (wave, len(expert_ids), request_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def close(
+        self,
+        conn: aiosqlite.Connection,
+        request_id: str,
+        status: RequestStatus,
+        now: datetime,
+        *,
+        session_id: str | None = None,
+        expert_id: str | None = None,
+    ) -> bool:
+        """Move an open request to a final status; False if it was not open."""
+        cur = await conn.execute(
+            "UPDATE requests SET status = ?, closed_at = ?, session_id = ?, accepted_expert_id = ?"
+            " WHERE id = ? AND status = 'open'",
+            (status, to_ms(now), session_id, expert_id, request_id),
+        )
+        return cur.rowcount == 1
+
+    async def close_offers(
+        self,
+        conn: aiosqlite.Connection,
+        request_id: str,
+        status: OfferStatus,
+        reason: str | None,
+        now: datetime,
+        *,
+        wave: int | None = None,
+        expert_id: str | None = None,
+    ) -> list[str]:
+        """Close the request's open offers (of one wave, or one expert); who held them."""
+        sql = (
+            "UPDATE offers SET status = ?, reason = ?, closed_at = ?"
+            " WHERE request_id = ? AND status = 'open'"
+        )
+        params: list[Any] = [status, reason, to_ms(now), request_id]
+        if wave is not None:
+            sql += " AND wave = ?"
+            params.append(wave)
+        if expert_id is not None:
+            sql += " AND expert_id = ?"
+            params.append(expert_id)
+        async with conn.execute(sql + " RETURNING expert_id", params) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def add_message(self, request_id: str, from_id: str, text: str, at: datetime) -> int:
+        """Store a message about a request; its id."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO request_messages (request_id, from_id, text, at) VALUES (?, ?, ?, ?)",
+                (request_id, from_id, text, to_ms(at)),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def messages(self, request_id: str) -> list[Row]:
+        """The messages of a request, in order."""
+        return await self.db.fetchall(
+            "SELECT * FROM request_messages WHERE request_id = ? ORDER BY id", (request_id,)
+        )

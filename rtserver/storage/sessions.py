@@ -1,0 +1,133 @@
+"""Sessions: a customer and an expert, from the accept to the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import aiosqlite
+
+from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.storage.db import Database, Row
+
+SessionStatus = Literal["scheduled", "active", "ended", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A help session as stored."""
+
+    id: str
+    request_id: str
+    customer_id: str
+    expert_id: str
+    kind: str
+    title: str
+    status: SessionStatus
+    scheduled_at: datetime | None
+    rate_cents_per_15min: int
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def participants(self) -> tuple[str, str]:
+        """The customer and the expert."""
+        return (self.customer_id, self.expert_id)
+
+    def to_wire(self, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The session as its participants see it; ``people`` maps ids to persons."""
+        return {
+            "id": self.id,
+            "request_id": self.request_id,
+            "kind": self.kind,
+            "title": self.title,
+            "status": self.status,
+            "customer": people.get(self.customer_id, {"id": self.customer_id}),
+            "expert": people.get(self.expert_id, {"id": self.expert_id}),
+            "scheduled_at": to_wire(self.scheduled_at) if self.scheduled_at else None,
+            "rate_cents_per_15min": self.rate_cents_per_15min,
+            "created_at": to_wire(self.created_at),
+            "started_at": to_wire(self.started_at) if self.started_at else None,
+            "ended_at": to_wire(self.ended_at) if self.ended_at else None,
+        }
+
+
+def _session(row: Row) -> Session:
+    def t(name: str) -> datetime | None:
+        return from_ms(row[name]) if row[name] is not None else None
+
+    return Session(
+        id=row["id"],
+        request_id=row["request_id"],
+        customer_id=row["customer_id"],
+        expert_id=row["expert_id"],
+        kind=row["kind"],
+        title=row["title"],
+        status=row["status"],
+        scheduled_at=t("scheduled_at"),
+        rate_cents_per_15min=row["rate_cents_per_15min"],
+        created_at=from_ms(row["created_at"]),
+        started_at=t("started_at"),
+        ended_at=t("ended_at"),
+    )
+
+
+class SessionStore:
+    """The ``sessions`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, conn: aiosqlite.Connection, s: Session) -> None:
+        """Store a new session, inside the caller's transaction."""
+        await conn.execute(
+            "INSERT INTO sessions (id, request_id, customer_id, expert_id, kind, title, status,"
+            " scheduled_at, rate_cents_per_15min, created_at, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.id,
+                s.request_id,
+                s.customer_id,
+                s.expert_id,
+                s.kind,
+                s.title,
+                s.status,
+                to_ms(s.scheduled_at) if s.scheduled_at else None,
+                s.rate_cents_per_15min,
+                to_ms(s.created_at),
+                to_ms(s.started_at) if s.started_at else None,
+            ),
+        )
+
+    async def get(self, session_id: str) -> Session | None:
+        """A session by id, or None."""
+        row = await self.db.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return _session(row) if row else None
+
+    async def by_request(self, request_id: str) -> Session | None:
+        """The session an accepted request became, or None."""
+        row = await self.db.fetchone("SELECT * FROM sessions WHERE request_id = ?", (request_id,))
+        return _session(row) if row else None
+
+    async def current_of(self, user_id: str) -> list[Session]:
+        """A user's active and upcoming sessions, soonest first."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM sessions WHERE (customer_id = ? OR expert_id = ?)"
+            " AND status IN ('scheduled', 'active')"
+            " ORDER BY coalesce(scheduled_at, created_at)",
+            (user_id, user_id),
+        )
+        return [_session(r) for r in rows]
+
+    async def busy(self, expert_ids: list[str]) -> set[str]:
+        """Which of these experts are in an active session now."""
+        if not expert_ids:
+            return set()
+        marks = ",".join("?" * len(expert_ids))
+        rows = await self.db.fetchall(
+            f"SELECT DISTINCT expert_id FROM sessions WHERE status = 'active'"
+            f" AND expert_id IN ({marks})",
+            expert_ids,
+        )
+        return {r["expert_id"] for r in rows}

@@ -1,0 +1,193 @@
+"""Users, expert profiles and the per-expert facts that matching reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rtserver.core.matching import Candidate, Need, normalize
+from rtserver.errors import AlreadyExists
+from rtserver.storage.db import Database, Row, new_id
+
+Role = Literal["customer", "expert", "manager"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    password_hash: str
+    presence: str = "away"
+
+    def person(self) -> dict[str, Any]:
+        """``{id, name, role}``: how a user appears inside another object."""
+        return {"id": self.id, "name": self.name, "role": self.role}
+
+    def public(self) -> dict[str, Any]:
+        """``{id, email, name, role}``: the user as register and login return it."""
+        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An expert's preferences (the portal's My Preferences)."""
+
+    title: str = ""
+    skills: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    years_experience: int = 0
+    rate_cents_per_15min: int = 0
+    bio: str = ""
+    verification_status: str = "pending"
+
+    def to_wire(self) -> dict[str, Any]:
+        """The fields of ``GET /api/me`` for an expert."""
+        return {
+            "title": self.title,
+            "skills": self.skills,
+            "languages": self.languages,
+            "years_experience": self.years_experience,
+            "rate_cents_per_15min": self.rate_cents_per_15min,
+            "bio": self.bio,
+            "verification_status": self.verification_status,
+        }
+
+
+def _user(row: Row) -> User:
+    return User(
+        row["id"], row["email"], row["name"], row["role"], row["password_hash"], row["presence"]
+    )
+
+
+class UserStore:
+    """Accounts and expert profiles."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, email: str, password_hash: str, name: str, role: Role, now_ms: int
+    ) -> User:
+        """A new account; :class:`AlreadyExists` if the e-mail is taken."""
+        user = User(new_id("u"), email.strip(), name.strip(), role, password_hash)
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO users (id, email, password_hash, name, role, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (user.id, user.email, password_hash, user.name, role, now_ms),
+                )
+                if role == "expert":
+                    await conn.execute(
+                        "INSERT INTO expert_profiles (user_id, updated_at) VALUES (?, ?)",
+                        (user.id, now_ms),
+                    )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists("this e-mail is already registered", "email") from None
+        return user
+
+    async def by_email(self, email: str) -> User | None:
+        """The account with this e-mail (case-insensitive), or None."""
+        row = await self.db.fetchone("SELECT * FROM users WHERE email = ?", (email.strip(),))
+        return _user(row) if row else None
+
+    async def by_id(self, user_id: str) -> User | None:
+        """The account with this id, or None."""
+        row = await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        return _user(row) if row else None
+
+    async def many(self, user_ids: list[str]) -> dict[str, User]:
+        """Accounts by id."""
+        if not user_ids:
+            return {}
+        marks = ",".join("?" * len(user_ids))
+        rows = await self.db.fetchall(f"SELECT * FROM users WHERE id IN ({marks})", user_ids)
+        return {r["id"]: _user(r) for r in rows}
+
+    async def set_presence(self, user_id: str, status: str) -> None:
+        """An expert's availability, kept across connections."""
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE users SET presence = ? WHERE id = ?", (status, user_id))
+
+    async def profile(self, user_id: str) -> Profile | None:
+        """An expert's profile, or None for other roles."""
+        row = await self.db.fetchone("SELECT * FROM expert_profiles WHERE user_id = ?", (user_id,))
+        if row is None:
+            return None
+        return Profile(
+            row["title"],
+            json.loads(row["skills"]),
+            json.loads(row["languages"]),
+            row["years_experience"],
+            row["rate_cents_per_15min"],
+            row["bio"],
+            row["verification_status"],
+        )
+
+    async def put_profile(self, user_id: str, p: Profile, now_ms: int) -> None:
+        """Replace an expert's preferences (verification status is not his to set)."""
+        skills = sorted({normalize(s) for s in p.skills})
+        languages = sorted({normalize(lang) for lang in p.languages})
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE expert_profiles SET title = ?, skills = ?, languages = ?,"
+                " years_experience = ?, rate_cents_per_15min = ?, bio = ?, updated_at = ?"
+                " WHERE user_id = ?",
+                (
+                    p.title,
+                    json.dumps(p.skills),
+                    json.dumps(p.languages),
+                    p.years_experience,
+                    p.rate_cents_per_15min,
+                    p.bio,
+                    now_ms,
+                    user_id,
+                ),
+            )
+            await conn.execute("DELETE FROM expert_skills WHERE user_id = ?", (user_id,))
+            await conn.execute("DELETE FROM expert_languages WHERE user_id = ?", (user_id,))
+            await conn.executemany(
+                "INSERT INTO expert_skills (user_id, skill) VALUES (?, ?)",
+                [(user_id, s) for s in skills],
+            )
+            await conn.executemany(
+                "INSERT INTO expert_languages (user_id, language) VALUES (?, ?)",
+                [(user_id, lang) for lang in languages],
+            )
+
+    async def candidates(self, need: Need, *, available_only: bool) -> list[Candidate]:
+        """Experts who qualify for ``need`` (language and one skill), from storage.
+
+        ``available_only`` keeps those whose presence is ``available``; whether
+        they are connected and free is for the caller to check.
+        """
+        if not need.skills:
+            return []
+        marks = ",".join("?" * len(need.skills))
+        presence = "AND u.presence = 'available'" if available_only else ""
+        rows = await self.db.fetchall(
+            f"""
+            SELECT u.id, u.last_offered_at, group_concat(s.skill, char(31)) AS matched
+            FROM expert_skills s
+            JOIN users u ON u.id = s.user_id
+            JOIN expert_languages l ON l.user_id = u.id AND l.language = ?
+            WHERE s.skill IN ({marks}) AND u.role = 'expert' {presence}
+            GROUP BY u.id
+            """,
+            [need.language, *sorted(need.skills)],
+        )
+        return [
+            Candidate(
+                r["id"],
+                frozenset(r["matched"].split("\x1f")),
+                frozenset([need.language]),
+                last_offered_ms=r["last_offered_at"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,180 @@
+"""The WebSocket adapter: a thin pump between one socket and the hub.
+
+It holds no domain logic. It authenticates the socket (``hello``), then runs
+two tasks: the reader decodes each frame, hands the command to the node and
+queues the reply; the writer drains the socket's bounded queue into the
+socket. Events from anywhere reach the socket only through that queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rtserver.clock import to_wire
+from rtserver.errors import RtError, Unauthenticated
+from rtserver.hub.connections import CLOSE_SLOW_READER, Connection
+from rtserver.protocol import Codec, FrameError, choose_subprotocol, error, ok, parse_frame
+from rtserver.schemas import Hello
+from rtserver.storage.db import new_id
+from rtserver.storage.users import User
+
+if TYPE_CHECKING:
+    from rtserver.app import Node
+
+log = logging.getLogger("rtserver.ws")
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_GOING_AWAY = 1001
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Starlette endpoint for ``/ws``."""
+    node: Node = websocket.app.state.node
+    await Socket(node, websocket).run()
+
+
+class Socket:
+    """One client socket, from handshake to close."""
+
+    def __init__(self, node: Node, websocket: WebSocket) -> None:
+        self.node = node
+        self.ws = websocket
+        self.codec = Codec(binary=False)
+
+    async def run(self) -> None:
+        """Accept, authenticate, then pump until either side closes."""
+        offered = list(self.ws.scope.get("subprotocols", []))
+        subprotocol = choose_subprotocol(offered)
+        self.codec = Codec.for_subprotocol(subprotocol)
+        await self.ws.accept(subprotocol=subprotocol)
+        hello = await self._authenticate()
+        if hello is None:
+            return
+        user, hello_id = hello
+        node = self.node
+        conn = Connection(
+            new_id("c"), user, self.codec, node.settings.send_queue, on_overflow=self._overflow
+        )
+        first = node.registry.add(conn)
+        node.sockets[conn.id] = self
+        node.metrics.connections.inc()
+        self.conn = conn
+        log.info("socket open conn=%s user=%s role=%s", conn.id, user.id, user.role)
+        try:
+            if first:
+                await node.bus.user_connected(user.id)
+            conn.send_nowait(
+                ok(
+                    hello_id,
+                    user=user.public(),
+                    server_time=to_wire(node.clock.now()),
+                    heartbeat=int(node.settings.heartbeat),
+                )
+            )
+            conn.send_nowait(await node.hub.state(user))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write, conn, tg.cancel_scope)
+                await self._read(conn)
+                tg.cancel_scope.cancel()
+        finally:
+            node.sockets.pop(conn.id, None)
+            node.metrics.connections.dec()
+            last = node.registry.remove(conn)
+            conn.close_queue()
+            if last:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await node.bus.user_disconnected(user.id)
+            log.info("socket closed conn=%s user=%s", conn.id, user.id)
+
+    async def _authenticate(self) -> tuple[User, Any] | None:
+        """Wait for ``hello``; close 4401 on anything else, or on silence."""
+        node = self.node
+        try:
+            with anyio.fail_after(node.settings.hello_timeout):
+                message = await self.ws.receive()
+        except TimeoutError:
+            await self._close(CLOSE_UNAUTHENTICATED, "no hello in time")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes", b"")
+        re = None
+        try:
+            cmd = parse_frame(self.codec.decode(data))
+            re = cmd.id
+            if not isinstance(cmd, Hello):
+                raise Unauthenticated("the first frame must be hello")
+            user_id = node.auth.verify(cmd.token)
+            user = await node.hub.users.by_id(user_id)
+            if user is None:
+                raise Unauthenticated("no such user")
+        except FrameError as exc:
+            await self._send_now(error(exc.re, Unauthenticated(exc.error.message)))
+            await self._close(CLOSE_UNAUTHENTICATED, "hello expected")
+            return None
+        except RtError as exc:
+            await self._send_now(error(re, exc))
+            await self._close(CLOSE_UNAUTHENTICATED, exc.message[:100])
+            return None
+        return user, cmd.id
+
+    async def _send_now(self, frame: dict[str, Any]) -> None:
+        data = self.codec.encode(frame)
+        try:
+            if isinstance(data, bytes):
+                await self.ws.send_bytes(data)
+            else:
+                await self.ws.send_text(data)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.close(code, reason)
+
+    async def _read(self, conn: Connection) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes", b"")
+            reply = await self.node.handle(conn, data)
+            if reply is not None:
+                conn.send_nowait(reply)
+
+    async def _write(self, conn: Connection, scope: anyio.CancelScope) -> None:
+        try:
+            async with conn.receive_stream:
+                async for data in conn.receive_stream:
+                    if isinstance(data, bytes):
+                        await self.ws.send_bytes(data)
+                    else:
+                        await self.ws.send_text(data)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            scope.cancel()
+            return
+        if conn.overflowed:
+            await self._close(CLOSE_SLOW_READER, "reader too slow")
+        else:
+            await self._close(self.close_code, "server going away")
+        scope.cancel()
+
+    close_code = CLOSE_GOING_AWAY
+
+    def _overflow(self, conn: Connection) -> None:
+        self.node.metrics.slow_closes.inc()
+        log.warning("closing slow reader conn=%s user=%s code=4408", conn.id, conn.user.id)
+
+    def going_away(self) -> None:
+        """Shutdown: flush what is queued, then close with 1001."""
+        self.close_code = CLOSE_GOING_AWAY
+        self.conn.close_queue()
