@@ -1,0 +1,61 @@
+"""Fixtures: a private redis-server for the session, nodes per test."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.rtclient import Api
+from tests.servers import Node, RedisServer, run_node, node_settings
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run, on a free port; never skipped."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so that tests never see each other's keys."""
+    return f"t{secrets.token_hex(4)}:"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A fresh data dir (real SQLite file inside)."""
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+async def node(data_dir: Path) -> AsyncIterator[Node]:
+    """One embedded node (no Redis), default settings but a free port."""
+    async with run_node(node_settings(data_dir)) as n:
+        yield n
+
+
+@pytest.fixture
+async def api(node: Node) -> AsyncIterator[Api]:
+    """HTTP client of :func:`node`."""
+    a = Api(node.http)
+    yield a
+    await a.aclose()
+
+
+@pytest.fixture
+def settings_for(data_dir: Path) -> Callable[..., Any]:
+    """Build test settings on this test's data dir."""
+
+    def make(**overrides: Any) -> Any:
+        return node_settings(data_dir, **overrides)
+
+    return make

