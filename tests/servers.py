@@ -167,8 +167,8 @@ class ProcessNode(Node):
 
     def start(self) -> None:
         """Spawn it and wait for /healthz."""
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, cwd=ROOT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

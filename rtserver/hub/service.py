@@ -381,8 +381,10 @@ class Hub:
         """First accept wins; every other one learns why it lost."""
         if user.role != "expert":
             raise Forbidden("only experts accept offers")
-        request = await self.requests.get(cmd.request_id)
-        offer = await self.requests.offer(cmd.request_id, user.id) if request else None
+        # The offer before the request: the transaction that revokes an offer also
+        # closes its request, so this order never sees a revoked offer of an open one.
+        offer = await self.requests.offer(cmd.request_id, user.id)
+        request = await self.requests.get(cmd.request_id) if offer else None
         time = None
         if cmd.time is not None:
             try:
@@ -412,8 +414,8 @@ class Hub:
         """Pass on an offer. A direct request's one decline closes it as ``declined``."""
         if user.role != "expert":
             raise Forbidden("only experts decline offers")
-        request = await self.requests.get(cmd.request_id)
-        offer = await self.requests.offer(cmd.request_id, user.id) if request else None
+        offer = await self.requests.offer(cmd.request_id, user.id)
+        request = await self.requests.get(cmd.request_id) if offer else None
         rules.check_decline(request.view() if request else None, offer.view() if offer else None)
         assert request is not None and offer is not None
         if request.direct_expert_id is not None:
