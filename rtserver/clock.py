@@ -57,14 +57,22 @@ def from_wire(s: str) -> datetime:
     return t.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_ms(t: datetime) -> int:
-    """Milliseconds since the epoch: how times are stored."""
-    return int(t.timestamp() * 1000)
+    """Milliseconds since the epoch: how times are stored.
+
+    Exact integer arithmetic: ``t.timestamp() * 1000`` loses a millisecond to
+    float rounding for some times (from 2038 on).
+    """
+    return (t - _EPOCH) // _MS
 
 
 def from_ms(ms: int) -> datetime:
     """Inverse of :func:`to_ms`."""
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def monotonic() -> float:

@@ -82,11 +82,17 @@ class FrameError(Exception):
 _COMMANDS = command_types()
 
 
+# An integer id must fit in 64 bits, so that every codec can echo it in ``re``
+# (MessagePack carries nothing wider; a text frame on a MessagePack socket could).
+_MIN_ID: Final = -(2**63)
+_MAX_ID: Final = 2**64 - 1
+
+
 def _valid_id(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return True
+        return _MIN_ID <= value <= _MAX_ID
     return isinstance(value, str) and len(value) <= 64
 
 

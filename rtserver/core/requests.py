@@ -20,7 +20,7 @@ is ``offer_expired``. So a wave timer that runs late never steals a win.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from rtserver.errors import (
@@ -133,12 +133,15 @@ def validate_proposed_times(
         raise InvalidField(
             f"a scheduled request needs 1 to {MAX_PROPOSED_TIMES} proposed_times", "proposed_times"
         )
-    if len(set(raw)) != len(raw):
+    if any(t.tzinfo is None for t in raw):
+        raise InvalidField("proposed_times must carry a UTC offset", "proposed_times")
+    times = [t.astimezone(UTC) for t in raw]
+    if len(set(times)) != len(times):
         raise InvalidField("proposed_times must be distinct", "proposed_times")
-    for t in raw:
+    for t in times:
         if t <= now + earliest_lead:
             raise InvalidField("proposed_times must be in the future", "proposed_times")
-    return tuple(sorted(raw))
+    return tuple(sorted(times))
 
 
 def offer_expiry(now: datetime, offer_ttl: float, request_expires_at: datetime) -> datetime:
