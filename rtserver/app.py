@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
 from rtserver.auth import Auth, load_secret
@@ -22,6 +23,7 @@ from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
 from rtserver.http import api, ops
+from rtserver.http.common import http_exception
 from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
 from rtserver.hub.redis_bus import RedisBus
@@ -178,6 +180,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     app = Starlette(
         routes=[*api.routes, *ops.routes, WebSocketRoute("/ws", websocket_endpoint)],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_exception},
     )
     app.state.node = node
     return app

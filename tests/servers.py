@@ -8,7 +8,7 @@ in a temporary data dir, and the rtserver nodes are real uvicorn servers.
 from __future__ import annotations
 
 import asyncio
-import os
+
 import secrets
 import shutil
 import signal
@@ -74,8 +74,21 @@ class RedisServer:
     def start(self) -> None:
         """Start it and wait until it answers PING."""
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -153,14 +166,42 @@ class ProcessNode(Node):
     def argv(self) -> list[str]:
         """``python -m rtserver serve`` with every setting as a flag."""
         s = self.settings
-        args = [sys.executable, "-m", "rtserver", "serve", "--host", s.host, "--port", str(s.port),
-                "--data-dir", str(s.data_dir), "--node-id", s.node_id,
-                "--offer-batch", str(s.offer_batch), "--offer-ttl", str(s.offer_ttl),
-                "--request-ttl", str(s.request_ttl), "--presence-ttl", str(s.presence_ttl),
-                "--kdf-memory-kib", str(s.kdf_memory_kib), "--kdf-time-cost",
-                str(s.kdf_time_cost), "--hello-timeout", str(s.hello_timeout),
-                "--redis-prefix", s.redis_prefix, "--send-queue", str(s.send_queue),
-                "--max-frame", str(s.max_frame), "--heartbeat", str(s.heartbeat)]
+        args = [
+            sys.executable,
+            "-m",
+            "rtserver",
+            "serve",
+            "--host",
+            s.host,
+            "--port",
+            str(s.port),
+            "--data-dir",
+            str(s.data_dir),
+            "--node-id",
+            s.node_id,
+            "--offer-batch",
+            str(s.offer_batch),
+            "--offer-ttl",
+            str(s.offer_ttl),
+            "--request-ttl",
+            str(s.request_ttl),
+            "--presence-ttl",
+            str(s.presence_ttl),
+            "--kdf-memory-kib",
+            str(s.kdf_memory_kib),
+            "--kdf-time-cost",
+            str(s.kdf_time_cost),
+            "--hello-timeout",
+            str(s.hello_timeout),
+            "--redis-prefix",
+            s.redis_prefix,
+            "--send-queue",
+            str(s.send_queue),
+            "--max-frame",
+            str(s.max_frame),
+            "--heartbeat",
+            str(s.heartbeat),
+        ]
         if s.redis_url:
             args += ["--redis-url", s.redis_url]
         return args
@@ -217,8 +258,9 @@ async def new_expert(
 ) -> tuple[dict[str, Any], str]:
     """Register an expert with preferences: ``(user, token)``."""
     user, token = await api.register(f"{unique('e')}@example.com", "password-123", name, "expert")
-    await api.preferences(token, skills=list(skills), languages=list(languages),
-                          rate_cents_per_15min=rate)
+    await api.preferences(
+        token, skills=list(skills), languages=list(languages), rate_cents_per_15min=rate
+    )
     return user, token
 
 
@@ -228,6 +270,3 @@ async def online_expert(node: Node, api: Api, **kw: Any) -> tuple[dict[str, Any]
     client = await Client.connect(node.ws, token)
     await client.call("presence", status="available")
     return user, client
-
-
-__all__ = ["os"]

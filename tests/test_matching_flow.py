@@ -79,8 +79,11 @@ async def test_waves_until_the_request_expires(short_node: Node) -> None:
     assert notified == [2, 4, 5]
     # Each expert was offered once and saw his offer revoked as expired.
     for _, e in experts:
-        events = [ev for ev in e.drain() if ev.get("request_id", ev.get("offer", {}).get(
-            "request_id")) == rid]
+        events = [
+            ev
+            for ev in e.drain()
+            if ev.get("request_id", ev.get("offer", {}).get("request_id")) == rid
+        ]
         kinds = [ev["type"] for ev in events]
         assert kinds == ["offer.new", "offer.revoked"], kinds
         assert events[1]["reason"] == "expired"
@@ -136,8 +139,14 @@ async def test_direct_request_goes_to_its_expert_only_and_decline_is_told(
     assert update["status"] == "declined"
     await asyncio.sleep(0.2)
     assert [e for e in other.drain() if e["type"] == "offer.new"] == []
-    reply = await customer.request("request.create", kind="instant", title="x",
-                                   skills=["python"], language="en", expert_id="u_nobody")
+    reply = await customer.request(
+        "request.create",
+        kind="instant",
+        title="x",
+        skills=["python"],
+        language="en",
+        expert_id="u_nobody",
+    )
     assert reply["code"] == "not_found"
     for c in (customer, target, other):
         await c.close()

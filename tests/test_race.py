@@ -43,7 +43,10 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
     experts = list(await asyncio.gather(*(add_expert(i) for i in range(EXPERTS))))
     for rnd in range(ROUNDS):
         reply = await customer.call(
-            "request.create", kind="instant", title=f"round {rnd}", skills=["python"],
+            "request.create",
+            kind="instant",
+            title=f"round {rnd}",
+            skills=["python"],
             language="en",
         )
         rid = reply["request"]["id"]
@@ -71,8 +74,10 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
         # Exactly once: nothing more about this request reaches the customer.
         await asyncio.sleep(0.3)
         extra = [
-            ev for ev in customer.drain()
-            if ev.get("request_id") == rid and ev["type"] == "request.update"
+            ev
+            for ev in customer.drain()
+            if ev.get("request_id") == rid
+            and ev["type"] == "request.update"
             and ev["status"] != "open"
         ]
         assert extra == []
@@ -100,8 +105,11 @@ async def test_first_accept_wins_across_three_processes(
     try:
         for i in range(3):
             settings = node_settings(
-                data_dir, offer_batch=EXPERTS, redis_url=redis_server.url,
-                redis_prefix=redis_prefix, node_id=f"n{i}",
+                data_dir,
+                offer_batch=EXPERTS,
+                redis_url=redis_server.url,
+                redis_prefix=redis_prefix,
+                node_id=f"n{i}",
             )
             n = ProcessNode(settings, tmp_path / f"node{i}.log")
             n.start()
@@ -112,5 +120,3 @@ async def test_first_accept_wins_across_three_processes(
     finally:
         for n in nodes:
             n.stop()
-
-

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,6 +38,18 @@ def error_response(err: RtError) -> Response:
     resp = json_response(body, err.status)
     if headers:
         resp.headers.update(headers)
+    return resp
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route: 404, wrong method: 405) in the contract's body."""
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code in (404, 405) else "bad_frame"
+    if exc.status_code >= 500:
+        code = "internal"
+    body = {"error": {"code": code, "message": exc.detail or "error"}}
+    resp = json_response(body, exc.status_code)
+    resp.headers.update(exc.headers or {})
     return resp
 
 
