@@ -10,6 +10,7 @@ Used by the tests and the benches, and usable from scripts::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -90,10 +91,8 @@ class Client:
         await self.ws.close()
         if self._reader:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
 
     def encode(self, frame: Any) -> bytes | str:
         """Encode as the chosen subprotocol does."""
@@ -120,7 +119,9 @@ class Client:
         try:
             async for data in self.ws:
                 frame = (
-                    msgpack.unpackb(data, raw=False) if isinstance(data, bytes) else json.loads(data)
+                    msgpack.unpackb(data, raw=False)
+                    if isinstance(data, bytes)
+                    else json.loads(data)
                 )
                 if frame.get("type") in ("ok", "error") and frame.get("re") in self._pending:
                     fut = self._pending.pop(frame["re"])

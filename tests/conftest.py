@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clients.rtclient import Api
-from tests.servers import Node, RedisServer, run_node, node_settings
+from tests.servers import Node, RedisServer, node_settings, run_node
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ in a temporary data dir, and the rtserver nodes are real uvicorn servers.
 from __future__ import annotations
 
 import asyncio
-
 import secrets
 import shutil
 import signal
@@ -102,6 +101,13 @@ class RedisServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    def restart(self) -> None:
+        """Kill it and start an empty one on the same port (it keeps nothing on disk)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.start()
 
     def stop(self) -> None:
         """Kill it and remove its directory."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -52,7 +51,7 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
         rid = reply["request"]["id"]
         assert reply["request"]["notified"] == EXPERTS
         for e in experts:
-            await e.wait_event("offer.new", lambda ev: ev["offer"]["request_id"] == rid)
+            await e.wait_event("offer.new", lambda ev, rid=rid: ev["offer"]["request_id"] == rid)
         replies = await asyncio.gather(
             *(e.request("offer.accept", request_id=rid) for e in experts)
         )
@@ -64,10 +63,10 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
         for i, e in enumerate(experts):
             if i == winner:
                 continue
-            ev = await e.wait_event("offer.revoked", lambda ev: ev["request_id"] == rid)
+            ev = await e.wait_event("offer.revoked", lambda ev, rid=rid: ev["request_id"] == rid)
             assert ev["reason"] == "taken"
         update = await customer.wait_event(
-            "request.update", lambda ev: ev["request_id"] == rid and ev["status"] != "open"
+            "request.update", lambda ev, rid=rid: ev["request_id"] == rid and ev["status"] != "open"
         )
         assert update["status"] == "accepted"
         assert update["session_id"] == replies[winner]["session"]["id"]

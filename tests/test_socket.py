@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import json
+import os
 import signal
 import socket
 from pathlib import Path

@@ -40,6 +40,8 @@ import anyio
 import msgpack
 import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -81,8 +83,25 @@ class RedisBus(Bus):
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__(node_id, registry)
+        # A pooled connection that Redis dropped (a restart) fails on its next use;
+        # retrying on a fresh connection hides that from callers. The claim script
+        # is safe to retry: a retried claim that had in fact won reads back its own
+        # unique value (see claim).
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            health_check_interval=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        # The stream reader must *see* a lost connection (to check for a gap),
+        # so its client never retries behind its back.
+        self._reader = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=10,
+            retry=Retry(NoBackoff(), retries=0),
         )
         self.prefix = prefix
         self.stream = f"{prefix}events"
@@ -122,6 +141,7 @@ class RedisBus(Bus):
                 await self.redis.zrem(self.nodes_key, self.node_id)
         except (*_REDIS_DOWN, TimeoutError):
             log.warning("could not withdraw presence node=%s", self.node_id)
+        await self._reader.aclose()
         await self.redis.aclose()
 
     def _fail(self, op: str, exc: BaseException) -> None:
@@ -133,11 +153,16 @@ class RedisBus(Bus):
     # -- claims ----------------------------------------------------------------
 
     async def claim(self, key: str, value: str, ttl: float) -> str | None:
-        """One atomic SET NX PX, else GET."""
+        """One atomic SET NX PX, else GET.
+
+        ``value`` must be unique to this attempt (the hub adds a nonce), so that a
+        retry after a lost reply recognizes its own win.
+        """
         held = await self._claim(keys=[self.prefix + "claim:" + key], args=[value, int(ttl * 1000)])
         if held is None:
             return None
-        return held.decode() if isinstance(held, bytes) else str(held)
+        text = held.decode() if isinstance(held, bytes) else str(held)
+        return None if text == value else text
 
     # -- fan-out ---------------------------------------------------------------
 
@@ -195,6 +220,8 @@ class RedisBus(Bus):
         while True:
             try:
                 if check_gap:
+                    # Redis may have restarted empty: be visible again at once.
+                    await self._refresh_presence()
                     if await self._has_gap():
                         self._stats["resyncs"] += 1
                         if self.metrics:
@@ -205,7 +232,7 @@ class RedisBus(Bus):
                     log.info(
                         "bus reader reconnected node=%s last_id=%s", self.node_id, self._last_id
                     )
-                reply: Any = await self.redis.xread(
+                reply: Any = await self._reader.xread(
                     {self.stream: self._last_id}, count=500, block=1000
                 )
                 backoff = 0.1

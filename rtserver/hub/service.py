@@ -10,6 +10,7 @@ data cannot make two winners), then the events.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -285,7 +286,8 @@ class Hub:
         self, request: Request, status: rules.RequestStatus, expert_id: str | None = None
     ) -> str | None:
         """Claim the request's one final decision; None if ours (and applied), else the holder's."""
-        value = f"accepted:{expert_id}" if status == "accepted" else status
+        # status[:expert]:nonce — the nonce makes each attempt's value unique.
+        value = f"{status}:{expert_id or ''}:{secrets.token_hex(4)}"
         held = await self.bus.claim(f"request:{request.id}", value, self._claim_ttl(request))
         if held is not None:
             return held
@@ -301,7 +303,7 @@ class Hub:
 
     async def _apply(self, request: Request, value: str) -> bool:
         """Write a claimed decision and send its events; False if the request was not open."""
-        status, _, expert_id = value.partition(":")
+        status, expert_id, _nonce = value.split(":", 2)
         now = self.clock.now()
         session: Session | None = None
         reason = {"accepted": "taken", "cancelled": "cancelled"}.get(status, "expired")
