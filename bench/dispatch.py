@@ -1,0 +1,826 @@
+"""Dispatch benchmark: ``request.create`` to ``accepted``, with N connected experts.
+
+Run it from the repository root, in the project's venv::
+
+    python bench/dispatch.py --experts 100,1000,5000
+    python bench/dispatch.py --experts 100,1000 --redis
+
+For each N it starts a fresh server (``python -m rtserver serve`` as a
+subprocess, embedded hub; with ``--redis``, two node processes sharing one
+private redis-server and one data dir) on free ports of 127.0.0.1, with a
+private data dir in a temporary directory, the cheap KDF flags
+(``--kdf-memory-kib 1024 --kdf-time-cost 1``) and the default
+``--offer-batch 5``. It registers the customers and N experts (plus spares)
+concurrently over HTTP, then measures:
+
+1. **memory per idle connection**: the server's VmRSS (``/proc/<pid>/status``)
+   before and after the N experts' sockets are connected and authenticated
+   (``hello``, nothing else), ``(after - before) / N``;
+2. **latency**: ``--requests`` instant requests sent one after another by a
+   customer, each timed from sending ``request.create`` to receiving its
+   ``request.update`` with status ``accepted``, while every expert answers each
+   ``offer.new`` with ``offer.accept`` at once; the lost accepts
+   (``offer_taken``) of each request are counted;
+3. **throughput**: ``--customers`` customers each keep one request in flight
+   until ``--throughput-requests`` have been sent or ``--throughput-seconds``
+   have passed; requests accepted per second.
+
+The winner of a request gets an active session and, since sessions cannot be
+ended yet, would never be offered work again. So each winner's client sets
+itself ``away`` and disconnects, and a spare expert (registered up front)
+connects and becomes available in its place: N experts stay connected and
+available throughout. In the latency phase the next request is sent only once
+the replacement is available.
+
+Experts run in ``--workers`` separate processes (asyncio, one socket each),
+customers in this process, so that the timing side is not slowed by the 5000
+expert sockets. The CPU time of every process (server nodes, redis-server,
+expert workers, this one) is read from ``/proc/<pid>/stat`` per phase, to see
+which side is the bottleneck.
+
+Everything targets 127.0.0.1 only, every phase is bounded in count and time,
+and every process started is stopped at the end. Results are printed as a
+table and written as JSON to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import websockets  # noqa: E402
+
+from clients.rtclient import Api, Client  # noqa: E402
+from tests.servers import ProcessNode, RedisServer, node_settings  # noqa: E402
+
+RESULTS_DIR = ROOT / "bench" / "results"
+PASSWORD = "password-123"
+SKILL = "python"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Per-request outcome counters kept by the expert workers, by request id.
+OFFERS, WON, TAKEN, OTHER, REVOKED = range(5)
+
+
+# -- small helpers -------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process, KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class CpuMeter:
+    """Average CPU use of some processes over a phase, in % of one core."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = time.monotonic()
+        self.base = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def read(self) -> dict[str, float]:
+        """{process: percent of one core} since construction."""
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        return {
+            name: round(100 * (cpu_seconds(pid) - self.base[name]) / elapsed, 1)
+            for name, pid in self.pids.items()
+        }
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float | int]:
+    """count, mean, p50, p99 (nearest rank) and max, rounded to 0.01."""
+    if not samples:
+        return {"count": 0}
+    ordered = sorted(samples)
+
+    def pct(q: float) -> float:
+        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+    return {
+        "count": len(ordered),
+        "mean": round(sum(ordered) / len(ordered), 2),
+        "p50": round(pct(0.50), 2),
+        "p99": round(pct(0.99), 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+async def gather_bounded(
+    factories: Sequence[Callable[[], Coroutine[Any, Any, Any]]], limit: int
+) -> list[Any]:
+    """Run coroutines with at most ``limit`` at once; results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        async with gate:
+            return await factory()
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(one(f)) for f in factories]
+    return [t.result() for t in tasks]
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (as the server uses), else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+# -- the expert side: worker processes -----------------------------------------
+
+
+class ExpertPool:
+    """The experts of one worker process: each accepts every offer at once.
+
+    The winner sets itself ``away``, disconnects, and a spare takes its place.
+    """
+
+    def __init__(self, urls: list[str], tokens: list[str], spares: list[str], notices: Any) -> None:
+        self.urls = urls
+        self.tokens = tokens
+        self.spares = collections.deque(spares)
+        self.notices = notices
+        self.clients: list[Client] = []
+        self.retired: set[int] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.per_request: dict[str, list[int]] = collections.defaultdict(lambda: [0] * 5)
+        self.codes: collections.Counter[str] = collections.Counter()
+        self.replaced = 0
+        self.no_spare = 0
+        self.joined = 0
+        self.tg: asyncio.TaskGroup | None = None
+
+    def url(self) -> str:
+        self.joined += 1
+        return self.urls[self.joined % len(self.urls)]
+
+    async def run(self, conn: Connection) -> None:
+        """Serve the main process's commands until ``stop``."""
+        loop = asyncio.get_running_loop()
+        parent = os.getppid()
+
+        def next_command() -> dict[str, Any] | None:
+            # Poll, not block, so that this thread never outlives the process.
+            while not conn.poll(0.5):
+                if os.getppid() != parent:
+                    return None
+            command: dict[str, Any] = conn.recv()
+            return command
+
+        async with asyncio.TaskGroup() as tg:
+            self.tg = tg
+            while True:
+                command = await loop.run_in_executor(None, next_command)
+                if command is None or command["op"] == "stop":
+                    break
+                conn.send(await getattr(self, "op_" + command["op"])())
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(
+                *(asyncio.wait_for(c.close(), 5) for c in self.clients), return_exceptions=True
+            )
+        conn.send({"stopped": True})
+
+    async def op_connect(self) -> dict[str, Any]:
+        """Connect and authenticate every expert (``hello`` only: idle sockets)."""
+        started = time.monotonic()
+
+        async def connect(token: str) -> Client:
+            return await Client.connect(self.url(), token)
+
+        clients = await gather_bounded([lambda t=t: connect(t) for t in self.tokens], 200)
+        self.clients.extend(clients)
+        for c in clients:
+            self.start_serving(c)
+        return {"connected": len(clients), "seconds": time.monotonic() - started}
+
+    async def op_available(self) -> dict[str, Any]:
+        """Every expert sets ``available``."""
+
+        async def available(c: Client) -> None:
+            await c.call("presence", status="available")
+
+        await gather_bounded([lambda c=c: available(c) for c in self.clients], 200)
+        return {"available": len(self.clients)}
+
+    async def op_stats(self) -> dict[str, Any]:
+        """Counters since the last call (per request), and totals."""
+        per_request, self.per_request = self.per_request, collections.defaultdict(lambda: [0] * 5)
+        codes, self.codes = self.codes, collections.Counter()
+        unexpected = [
+            c.close_code
+            for c in self.clients
+            if id(c) not in self.retired and c._reader is not None and c._reader.done()
+        ]
+        return {
+            "per_request": dict(per_request),
+            "codes": dict(codes),
+            "replaced": self.replaced,
+            "no_spare": self.no_spare,
+            "spares_left": len(self.spares),
+            "unexpected_closes": collections.Counter(str(c) for c in unexpected),
+        }
+
+    def start_serving(self, c: Client) -> None:
+        assert self.tg is not None
+        self.tasks.append(self.tg.create_task(self.serve(c)))
+
+    async def serve(self, c: Client) -> None:
+        """Accept every offer at once; count revokes."""
+        assert self.tg is not None
+        while True:
+            ev = await c.events.get()
+            kind = ev.get("type")
+            if kind == "offer.new":
+                rid = ev["offer"]["request_id"]
+                self.per_request[rid][OFFERS] += 1
+                self.tasks.append(self.tg.create_task(self.accept(c, rid)))
+            elif kind == "offer.revoked" and ev.get("reason") == "taken":
+                self.per_request[ev["request_id"]][REVOKED] += 1
+
+    async def accept(self, c: Client, rid: str) -> None:
+        try:
+            reply = await c.request("offer.accept", request_id=rid, timeout=30)
+        except TimeoutError:
+            self.codes["no_reply"] += 1
+            self.per_request[rid][OTHER] += 1
+            return
+        except (ConnectionError, websockets.ConnectionClosed):
+            self.codes["socket_closed"] += 1
+            self.per_request[rid][OTHER] += 1
+            return
+        if reply["type"] == "ok":
+            self.per_request[rid][WON] += 1
+            await self.retire(c, rid)
+            return
+        code = str(reply.get("code"))
+        self.codes[code] += 1
+        self.per_request[rid][TAKEN if code == "offer_taken" else OTHER] += 1
+
+    async def retire(self, c: Client, rid: str) -> None:
+        """The winner leaves (away, disconnect); a spare connects and is available."""
+        self.retired.add(id(c))
+        with contextlib.suppress(Exception):
+            await c.call("presence", status="away", timeout=30)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(c.close(), 10)
+        if not self.spares:
+            self.no_spare += 1
+            self.notices.put(rid)
+            return
+        try:
+            spare = await Client.connect(self.url(), self.spares.popleft())
+            await spare.call("presence", status="available", timeout=30)
+        except Exception as exc:
+            self.codes[f"spare_failed:{type(exc).__name__}"] += 1
+        else:
+            self.clients.append(spare)
+            self.start_serving(spare)
+            self.replaced += 1
+        self.notices.put(rid)
+
+
+def expert_worker(
+    conn: Connection, urls: list[str], tokens: list[str], spares: list[str], notices: Any
+) -> None:
+    """Entry point of an expert worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(ExpertPool(urls, tokens, spares, notices).run(conn))
+
+
+class Worker:
+    """The main process's handle on one expert worker process."""
+
+    def __init__(
+        self, ctx: Any, urls: list[str], tokens: list[str], spares: list[str], notices: Any
+    ) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=expert_worker, args=(child, urls, tokens, spares, notices), daemon=True
+        )
+        self.proc.start()
+        child.close()
+
+    async def call(self, op: str, timeout: float) -> dict[str, Any]:
+        """Send a command and wait (bounded) for its answer."""
+        self.conn.send({"op": op})
+
+        def answer() -> dict[str, Any]:
+            if not self.conn.poll(timeout):
+                raise TimeoutError(f"worker {self.proc.pid}: no answer to {op} in {timeout}s")
+            reply: dict[str, Any] = self.conn.recv()
+            return reply
+
+        return await asyncio.get_running_loop().run_in_executor(None, answer)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call("stop", 20)
+        await asyncio.to_thread(self.proc.join, 5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.join, 5)
+
+
+class Notices:
+    """Winners replaced, as the workers report them (request ids)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.seen: set[str] = set()
+
+    async def wait_for(self, rid: str, timeout: float) -> bool:
+        """True once the winner of ``rid`` has been replaced; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while rid not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(Exception):
+                self.seen.add(await loop.run_in_executor(None, self.queue.get, True, min(left, 1)))
+        return True
+
+    def drain(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                self.seen.add(self.queue.get_nowait())
+
+
+# -- the customer side: this process -------------------------------------------
+
+
+class Customer:
+    """A customer socket whose final ``request.update`` events are timestamped."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.finals: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.duplicates = 0
+
+    async def listen(self) -> None:
+        while True:
+            ev = await self.client.events.get()
+            if ev.get("type") != "request.update" or ev.get("status") == "open":
+                continue
+            rid = ev["request_id"]
+            if rid in self.finals:
+                self.duplicates += 1
+                continue
+            self.finals[rid] = (time.perf_counter(), ev)
+            waiter = self.waiters.pop(rid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def one_request(self, n: int, timeout: float) -> dict[str, Any]:
+        """Create one instant request and wait for its final update."""
+        sent = time.perf_counter()
+        reply = await self.client.call(
+            "request.create",
+            kind="instant",
+            title=f"bench {n}",
+            description="dispatch benchmark",
+            skills=[SKILL],
+            language="en",
+        )
+        created = time.perf_counter()
+        rid = reply["request"]["id"]
+        if rid not in self.finals:
+            waiter = self.waiters[rid] = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                self.waiters.pop(rid, None)
+                with contextlib.suppress(Exception):
+                    await self.client.call("request.cancel", request_id=rid)
+                return {"id": rid, "status": "timeout", "create_ms": (created - sent) * 1000}
+        at, ev = self.finals[rid]
+        return {
+            "id": rid,
+            "status": ev["status"],
+            "create_ms": (created - sent) * 1000,
+            "accepted_ms": (at - sent) * 1000,
+            "notified": ev.get("notified"),
+        }
+
+
+# -- one size N --------------------------------------------------------------------
+
+
+class Bench:
+    """Servers, accounts, clients and phases for one number of experts."""
+
+    def __init__(self, args: argparse.Namespace, n: int, tmp: Path) -> None:
+        self.args = args
+        self.n = n
+        self.tmp = tmp
+        self.redis: RedisServer | None = None
+        self.nodes: list[ProcessNode] = []
+        self.workers: list[Worker] = []
+        self.customers: list[Customer] = []
+        self.apis: list[Api] = []
+
+    def pids(self) -> dict[str, int]:
+        pids = {f"node{i}": n.proc.pid for i, n in enumerate(self.nodes) if n.proc}
+        if self.redis and self.redis.proc:
+            pids["redis"] = self.redis.proc.pid
+        pids |= {f"worker{i}": w.proc.pid for i, w in enumerate(self.workers) if w.proc.pid}
+        pids["bench"] = os.getpid()
+        return pids
+
+    def rss(self) -> list[int]:
+        return [rss_kib(n.proc.pid) for n in self.nodes if n.proc]
+
+    async def start_servers(self) -> None:
+        data = self.tmp / "data"
+        common: dict[str, Any] = {"offer_batch": self.args.offer_batch}
+        count = 1
+        if self.args.redis:
+            self.redis = RedisServer()
+            await asyncio.to_thread(self.redis.start)
+            common |= {"redis_url": self.redis.url}
+            count = 2
+        for i in range(count):
+            settings = node_settings(data, node_id=f"n{i}", **common)
+            node = ProcessNode(settings, self.tmp / f"n{i}.log")
+            await asyncio.to_thread(node.start)
+            self.nodes.append(node)
+        self.apis = [Api(n.http) for n in self.nodes]
+
+    async def register(self, role: str, count: int, offset: int) -> list[str]:
+        """``count`` new accounts over HTTP, spread over the nodes; their tokens."""
+
+        async def one(i: int) -> str:
+            api = self.apis[i % len(self.apis)]
+            _, token = await api.register(
+                f"{role}-{self.n}-{offset + i}@bench.example", PASSWORD, f"{role} {i}", role
+            )
+            if role == "expert":
+                await api.preferences(token, skills=[SKILL], languages=["en"])
+            return token
+
+        return await gather_bounded([lambda i=i: one(i) for i in range(count)], 32)
+
+    async def run(self) -> dict[str, Any]:
+        args, n = self.args, self.n
+        result: dict[str, Any] = {"experts": n, "nodes": 1 + bool(args.redis)}
+        await self.start_servers()
+        spares_needed = args.requests + args.throughput_requests + 10
+        t0 = time.monotonic()
+        customer_tokens = await self.register("customer", len(self.nodes) + args.customers, 0)
+        expert_tokens = await self.register("expert", n + spares_needed, 0)
+        result["register"] = {
+            "accounts": len(customer_tokens) + len(expert_tokens),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        print(f"  registered {result['register']['accounts']} accounts", flush=True)
+        urls = [node.ws for node in self.nodes]
+        for i, token in enumerate(customer_tokens):
+            customer = Customer(await Client.connect(urls[i % len(urls)], token))
+            self.customers.append(customer)
+        async with asyncio.TaskGroup() as tg:
+            listeners = [tg.create_task(c.listen()) for c in self.customers]
+            try:
+                await self.measure(result, urls, expert_tokens, spares_needed)
+            finally:
+                for task in listeners:
+                    task.cancel()
+        return result
+
+    async def measure(
+        self, result: dict[str, Any], urls: list[str], tokens: list[str], spares: int
+    ) -> None:
+        args, n = self.args, self.n
+        ctx = multiprocessing.get_context("spawn")
+        notices = Notices(ctx.Queue())
+        initial, spare = tokens[:n], tokens[n:]
+        k = args.workers
+        for i in range(k):
+            self.workers.append(Worker(ctx, urls, initial[i::k], spare[i::k], notices.queue))
+
+        # 1. memory per idle authenticated socket
+        await asyncio.sleep(1)
+        before = self.rss()
+        t0 = time.monotonic()
+        answers = await asyncio.gather(*(w.call("connect", 600) for w in self.workers))
+        connect_s = time.monotonic() - t0
+        await asyncio.sleep(2)
+        after = self.rss()
+        connected = sum(a["connected"] for a in answers)
+        result["memory"] = {
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "sockets": connected,
+            "kib_per_socket": round((sum(after) - sum(before)) / connected, 1),
+        }
+        result["connect"] = {
+            "sockets": connected,
+            "seconds": round(connect_s, 2),
+            "per_second": round(connected / connect_s),
+        }
+        print(
+            f"  {connected} experts connected in {connect_s:.1f}s, "
+            f"{result['memory']['kib_per_socket']} KiB/socket",
+            flush=True,
+        )
+        await asyncio.gather(*(w.call("available", 600) for w in self.workers))
+        for w in self.workers:
+            await w.call("stats", 30)  # reset
+
+        # 2. latency, one request after another
+        meter = CpuMeter(self.pids())
+        outcomes = []
+        deadline = time.monotonic() + args.phase_seconds
+        not_replaced = 0
+        for i in range(args.requests):
+            if time.monotonic() > deadline:
+                break
+            customer = self.customers[i % len(self.nodes)]
+            outcome = await customer.one_request(i, args.request_timeout)
+            outcomes.append(outcome)
+            if outcome["status"] == "accepted" and not await notices.wait_for(outcome["id"], 30):
+                not_replaced += 1
+        result["latency"] = self.latency_result(outcomes, await self.worker_stats(), meter)
+        result["latency"]["not_replaced"] = not_replaced
+        print(f"  latency: {result['latency']['accepted_ms']}", flush=True)
+
+        # 3. throughput, many customers at once
+        notices.drain()
+        meter = CpuMeter(self.pids())
+        issued = 0
+        done: list[dict[str, Any]] = []
+        stop_at = time.monotonic() + args.throughput_seconds
+        start = time.perf_counter()
+
+        async def customer_loop(customer: Customer) -> None:
+            nonlocal issued
+            while issued < args.throughput_requests and time.monotonic() < stop_at:
+                issued += 1
+                done.append(await customer.one_request(issued, args.request_timeout))
+
+        async with asyncio.TaskGroup() as tg:
+            for c in self.customers[len(self.nodes) :]:
+                tg.create_task(customer_loop(c))
+        elapsed = time.perf_counter() - start
+        stats = await self.worker_stats()
+        thr = self.latency_result(done, stats, meter)
+        accepted = thr["statuses"].get("accepted", 0)
+        thr |= {
+            "customers": args.customers,
+            "seconds": round(elapsed, 2),
+            "accepted_per_second": round(accepted / elapsed, 1),
+        }
+        result["throughput"] = thr
+        result["rss_end_kib"] = self.rss()
+        result["duplicate_finals"] = sum(c.duplicates for c in self.customers)
+        print(
+            f"  throughput: {thr['accepted_per_second']} accepted/s "
+            f"({accepted} in {elapsed:.1f}s), cpu {thr['cpu_percent']}",
+            flush=True,
+        )
+
+    async def worker_stats(self) -> dict[str, Any]:
+        """Per-request counters and totals, merged over the workers."""
+        merged: dict[str, Any] = {
+            "per_request": collections.defaultdict(lambda: [0] * 5),
+            "codes": collections.Counter(),
+            "unexpected_closes": collections.Counter(),
+            "replaced": 0,
+            "no_spare": 0,
+            "spares_left": 0,
+        }
+        for w in self.workers:
+            s = await w.call("stats", 60)
+            for rid, counts in s["per_request"].items():
+                row = merged["per_request"][rid]
+                for j, v in enumerate(counts):
+                    row[j] += v
+            merged["codes"].update(s["codes"])
+            merged["unexpected_closes"].update(s["unexpected_closes"])
+            for key in ("replaced", "no_spare", "spares_left"):
+                merged[key] += s[key]
+        return merged
+
+    def latency_result(
+        self, outcomes: list[dict[str, Any]], stats: dict[str, Any], meter: CpuMeter
+    ) -> dict[str, Any]:
+        cpu = meter.read()
+        accepted = [o for o in outcomes if o["status"] == "accepted"]
+        per_request = stats["per_request"]
+        rows = [per_request.get(o["id"], [0] * 5) for o in accepted]
+        names = ("offers", "won", "taken", "other", "revoked")
+        anomalies = [
+            {"id": o["id"], "counts": dict(zip(names, r, strict=True))}
+            for o, r in zip(accepted, rows, strict=True)
+            if r[WON] != 1
+        ]
+        return {
+            "requests": len(outcomes),
+            "statuses": dict(collections.Counter(o["status"] for o in outcomes)),
+            "create_ms": summarize([o["create_ms"] for o in outcomes]),
+            "accepted_ms": summarize([o["accepted_ms"] for o in accepted]),
+            "offers_per_request": summarize([r[OFFERS] for r in rows]),
+            "lost_per_request": summarize([r[TAKEN] for r in rows]),
+            "other_errors_per_request": summarize([r[OTHER] for r in rows]),
+            "revoked_taken_per_request": summarize([r[REVOKED] for r in rows]),
+            "winner_not_one": anomalies[:20],
+            "error_codes": dict(stats["codes"]),
+            "unexpected_closes": dict(stats["unexpected_closes"]),
+            "experts_consumed": stats["replaced"] + stats["no_spare"],
+            "spares_left": stats["spares_left"],
+            "cpu_percent": cpu,
+        }
+
+    async def aclose(self) -> None:
+        for c in self.customers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.client.close(), 5)
+        for w in self.workers:
+            await w.stop()
+        for api in self.apis:
+            await api.aclose()
+        for node in self.nodes:
+            await asyncio.to_thread(node.stop)
+        if self.redis:
+            await asyncio.to_thread(self.redis.stop)
+
+
+# -- the command ------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "mem_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "websockets": websockets.__version__,
+        "httpx": httpx.__version__,
+    }
+
+
+def table(mode: str, results: list[dict[str, Any]]) -> str:
+    """The figures as a Markdown table."""
+    head = (
+        "| mode | experts | KiB/socket | p50 ms | p99 ms | mean ms | max ms | lost/req"
+        " | accepted/s | thr p50 ms | thr p99 ms | server CPU % (thr) | clients CPU % (thr) |"
+    )
+    lines = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
+    for r in results:
+        lat, thr = r["latency"], r["throughput"]
+        cpu = thr["cpu_percent"]
+        server = "+".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith(("node", "redis")))
+        clients = "+".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith(("worker", "bench")))
+        lines.append(
+            f"| {mode} | {r['experts']} | {r['memory']['kib_per_socket']}"
+            f" | {lat['accepted_ms'].get('p50')} | {lat['accepted_ms'].get('p99')}"
+            f" | {lat['accepted_ms'].get('mean')} | {lat['accepted_ms'].get('max')}"
+            f" | {lat['lost_per_request'].get('mean')}"
+            f" | {thr['accepted_per_second']} | {thr['accepted_ms'].get('p50')}"
+            f" | {thr['accepted_ms'].get('p99')} | {server} | {clients} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument(
+        "--experts",
+        default="100,1000,5000",
+        help="comma-separated numbers of connected experts [100,1000,5000]",
+    )
+    p.add_argument("--redis", action="store_true", help="two nodes sharing a private Redis")
+    p.add_argument("--requests", type=int, default=200, help="latency requests, in turn [200]")
+    p.add_argument(
+        "--customers", type=int, default=20, help="throughput: customers in parallel [20]"
+    )
+    p.add_argument(
+        "--throughput-requests", type=int, default=1000, help="throughput: at most [1000]"
+    )
+    p.add_argument("--throughput-seconds", type=float, default=60, help="throughput: at most [60]")
+    p.add_argument("--offer-batch", type=int, default=5, help="server --offer-batch [5]")
+    p.add_argument("--workers", type=int, default=1, help="expert worker processes [1]")
+    p.add_argument(
+        "--request-timeout", type=float, default=30, help="give up on one request after [30s]"
+    )
+    p.add_argument("--phase-seconds", type=float, default=600, help="latency phase at most [600s]")
+    p.add_argument("--out", type=Path, default=None, help="JSON file [bench/results/...]")
+    args = p.parse_args(argv)
+    args.sizes = [int(x) for x in args.experts.split(",") if x.strip()]
+    return args
+
+
+async def main(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
+    mode = "redis (2 nodes)" if args.redis else "embedded"
+    report: dict[str, Any] = {
+        "benchmark": "dispatch",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "mode": mode,
+        "argv": sys.argv[1:],
+        "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"sizes": args.sizes},
+        "machine": machine(),
+        "results": [],
+    }
+    for n in args.sizes:
+        print(f"{mode}: {n} experts", flush=True)
+        with tempfile.TemporaryDirectory(prefix="rt-bench-") as tmp:
+            bench = Bench(args, n, Path(tmp))
+            try:
+                result = await bench.run()
+            finally:
+                await bench.aclose()
+                problems = server_log_problems(Path(tmp), stamp, n)
+            result["server_log"] = problems
+            report["results"].append(result)
+    return report
+
+
+def server_log_problems(tmp: Path, stamp: str, n: int) -> dict[str, Any]:
+    """Warnings and errors in the nodes' logs; the logs are kept when there are any."""
+    counts: collections.Counter[str] = collections.Counter()
+    first: list[str] = []
+    logs = sorted(tmp.glob("n*.log"))
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            level = line.split(" ", 2)[1] if line[:1].isdigit() and " " in line else ""
+            if level in ("WARNING", "ERROR", "CRITICAL") or line.startswith("Traceback"):
+                counts[level or "Traceback"] += 1
+                if len(first) < 20:
+                    first.append(f"{log.stem}: {line[:300]}")
+    kept = None
+    if counts:
+        kept = RESULTS_DIR / f"dispatch-{stamp}-logs-{n}"
+        kept.mkdir(parents=True, exist_ok=True)
+        for log in logs:
+            shutil.copy(log, kept / log.name)
+    return {"counts": dict(counts), "first": first, "kept": str(kept) if kept else None}
+
+
+def cli(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        report = runner.run(main(args, stamp))
+    print()
+    print(table(report["mode"], report["results"]))
+    out = args.out
+    if out is None:
+        out = RESULTS_DIR / f"dispatch-{'redis' if args.redis else 'embedded'}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nJSON: {out}")
+
+
+if __name__ == "__main__":
+    cli()
