@@ -79,8 +79,10 @@ PASSWORD = "password-123"
 SKILL = "python"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# Per-request outcome counters kept by the expert workers, by request id.
-OFFERS, WON, TAKEN, OTHER, REVOKED = range(5)
+# Per-request counters kept by the expert workers: "offer.new", "revoked:<reason>",
+# and each accept's outcome: "ok", "offer_taken", any other error code, "no_reply",
+# "socket_closed".
+Counts = collections.Counter[str]
 
 
 # -- small helpers -------------------------------------------------------------
@@ -136,6 +138,12 @@ def summarize(samples: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+def other_answers(counts: Counts) -> int:
+    """Accepts answered neither ``ok`` nor ``offer_taken`` (or not answered)."""
+    usual = ("offer.new", "ok", "offer_taken")
+    return sum(v for k, v in counts.items() if k not in usual and not k.startswith("revoked:"))
+
+
 async def gather_bounded(
     factories: Sequence[Callable[[], Coroutine[Any, Any, Any]]], limit: int
 ) -> list[Any]:
@@ -176,8 +184,8 @@ class ExpertPool:
         self.notices = notices
         self.clients: list[Client] = []
         self.retired: set[int] = set()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.per_request: dict[str, list[int]] = collections.defaultdict(lambda: [0] * 5)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.per_request: dict[str, Counts] = collections.defaultdict(collections.Counter)
         self.codes: collections.Counter[str] = collections.Counter()
         self.replaced = 0
         self.no_spare = 0
@@ -208,7 +216,7 @@ class ExpertPool:
                 if command is None or command["op"] == "stop":
                     break
                 conn.send(await getattr(self, "op_" + command["op"])())
-            for task in self.tasks:
+            for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(
                 *(asyncio.wait_for(c.close(), 5) for c in self.clients), return_exceptions=True
@@ -239,7 +247,10 @@ class ExpertPool:
 
     async def op_stats(self) -> dict[str, Any]:
         """Counters since the last call (per request), and totals."""
-        per_request, self.per_request = self.per_request, collections.defaultdict(lambda: [0] * 5)
+        per_request, self.per_request = (
+            self.per_request,
+            collections.defaultdict(collections.Counter),
+        )
         codes, self.codes = self.codes, collections.Counter()
         unexpected = [
             c.close_code
@@ -256,40 +267,41 @@ class ExpertPool:
         }
 
     def start_serving(self, c: Client) -> None:
+        self.spawn(self.serve(c))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task in the pool's task group, forgotten when done."""
         assert self.tg is not None
-        self.tasks.append(self.tg.create_task(self.serve(c)))
+        task = self.tg.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def serve(self, c: Client) -> None:
         """Accept every offer at once; count revokes."""
-        assert self.tg is not None
         while True:
             ev = await c.events.get()
             kind = ev.get("type")
             if kind == "offer.new":
                 rid = ev["offer"]["request_id"]
-                self.per_request[rid][OFFERS] += 1
-                self.tasks.append(self.tg.create_task(self.accept(c, rid)))
-            elif kind == "offer.revoked" and ev.get("reason") == "taken":
-                self.per_request[ev["request_id"]][REVOKED] += 1
+                self.per_request[rid]["offer.new"] += 1
+                self.spawn(self.accept(c, rid))
+            elif kind == "offer.revoked":
+                self.per_request[ev["request_id"]][f"revoked:{ev.get('reason')}"] += 1
 
     async def accept(self, c: Client, rid: str) -> None:
         try:
             reply = await c.request("offer.accept", request_id=rid, timeout=30)
         except TimeoutError:
-            self.codes["no_reply"] += 1
-            self.per_request[rid][OTHER] += 1
-            return
+            outcome = "no_reply"
         except (ConnectionError, websockets.ConnectionClosed):
-            self.codes["socket_closed"] += 1
-            self.per_request[rid][OTHER] += 1
-            return
-        if reply["type"] == "ok":
-            self.per_request[rid][WON] += 1
+            outcome = "socket_closed"
+        else:
+            outcome = "ok" if reply["type"] == "ok" else str(reply.get("code"))
+        self.per_request[rid][outcome] += 1
+        if outcome == "ok":
             await self.retire(c, rid)
-            return
-        code = str(reply.get("code"))
-        self.codes[code] += 1
-        self.per_request[rid][TAKEN if code == "offer_taken" else OTHER] += 1
+        else:
+            self.codes[outcome] += 1
 
     async def retire(self, c: Client, rid: str) -> None:
         """The winner leaves (away, disconnect); a spare connects and is available."""
@@ -576,7 +588,7 @@ class Bench:
             outcomes.append(outcome)
             if outcome["status"] == "accepted" and not await notices.wait_for(outcome["id"], 30):
                 not_replaced += 1
-        result["latency"] = self.latency_result(outcomes, await self.worker_stats(), meter)
+        result["latency"] = self.phase_result(outcomes, await self.worker_stats(), meter)
         result["latency"]["not_replaced"] = not_replaced
         print(f"  latency: {result['latency']['accepted_ms']}", flush=True)
 
@@ -599,7 +611,7 @@ class Bench:
                 tg.create_task(customer_loop(c))
         elapsed = time.perf_counter() - start
         stats = await self.worker_stats()
-        thr = self.latency_result(done, stats, meter)
+        thr = self.phase_result(done, stats, meter)
         accepted = thr["statuses"].get("accepted", 0)
         thr |= {
             "customers": args.customers,
@@ -617,8 +629,9 @@ class Bench:
 
     async def worker_stats(self) -> dict[str, Any]:
         """Per-request counters and totals, merged over the workers."""
+        per_request: dict[str, Counts] = collections.defaultdict(collections.Counter)
         merged: dict[str, Any] = {
-            "per_request": collections.defaultdict(lambda: [0] * 5),
+            "per_request": per_request,
             "codes": collections.Counter(),
             "unexpected_closes": collections.Counter(),
             "replaced": 0,
@@ -628,38 +641,45 @@ class Bench:
         for w in self.workers:
             s = await w.call("stats", 60)
             for rid, counts in s["per_request"].items():
-                row = merged["per_request"][rid]
-                for j, v in enumerate(counts):
-                    row[j] += v
+                per_request[rid].update(counts)
             merged["codes"].update(s["codes"])
             merged["unexpected_closes"].update(s["unexpected_closes"])
             for key in ("replaced", "no_spare", "spares_left"):
                 merged[key] += s[key]
         return merged
 
-    def latency_result(
+    def phase_result(
         self, outcomes: list[dict[str, Any]], stats: dict[str, Any], meter: CpuMeter
     ) -> dict[str, Any]:
+        """Latencies, per-request accept outcomes, CPU, and every anomaly seen."""
         cpu = meter.read()
+        per_request: dict[str, Counts] = stats["per_request"]
         accepted = [o for o in outcomes if o["status"] == "accepted"]
-        per_request = stats["per_request"]
-        rows = [per_request.get(o["id"], [0] * 5) for o in accepted]
-        names = ("offers", "won", "taken", "other", "revoked")
+        rows = [per_request.get(o["id"], collections.Counter()) for o in accepted]
+        answered = ("ok", "offer_taken")
+        # Rule 1 as the clients saw it: one ok, every other accept offer_taken.
         anomalies = [
-            {"id": o["id"], "counts": dict(zip(names, r, strict=True))}
+            {"id": o["id"], "counts": dict(r)}
             for o, r in zip(accepted, rows, strict=True)
-            if r[WON] != 1
+            if r["ok"] != 1 or sum(r[k] for k in answered) != r["offer.new"]
+        ]
+        stalled = [
+            {"id": o["id"], "status": o["status"], "counts": dict(per_request.get(o["id"], {}))}
+            for o in outcomes
+            if o["status"] != "accepted"
         ]
         return {
             "requests": len(outcomes),
             "statuses": dict(collections.Counter(o["status"] for o in outcomes)),
             "create_ms": summarize([o["create_ms"] for o in outcomes]),
             "accepted_ms": summarize([o["accepted_ms"] for o in accepted]),
-            "offers_per_request": summarize([r[OFFERS] for r in rows]),
-            "lost_per_request": summarize([r[TAKEN] for r in rows]),
-            "other_errors_per_request": summarize([r[OTHER] for r in rows]),
-            "revoked_taken_per_request": summarize([r[REVOKED] for r in rows]),
-            "winner_not_one": anomalies[:20],
+            "offers_per_request": summarize([r["offer.new"] for r in rows]),
+            "lost_per_request": summarize([r["offer_taken"] for r in rows]),
+            "other_answers_per_request": summarize([other_answers(r) for r in rows]),
+            "revoked_taken_per_request": summarize([r["revoked:taken"] for r in rows]),
+            "anomalies": anomalies[:20],
+            "anomaly_count": len(anomalies),
+            "not_accepted": stalled[:20],
             "error_codes": dict(stats["codes"]),
             "unexpected_closes": dict(stats["unexpected_closes"]),
             "experts_consumed": stats["replaced"] + stats["no_spare"],

@@ -73,7 +73,7 @@ class Socket:
                     hello_id,
                     user=user.public(),
                     server_time=to_wire(node.clock.now()),
-                    heartbeat=int(node.settings.heartbeat),
+                    heartbeat=_seconds(node.settings.heartbeat),
                 )
             )
             conn.send_nowait(await node.hub.state(user))
@@ -178,3 +178,8 @@ class Socket:
         """Shutdown: flush what is queued, then close with 1001."""
         self.close_code = CLOSE_GOING_AWAY
         self.conn.close_queue()
+
+
+def _seconds(value: float) -> int | float:
+    """Whole seconds as an integer (the contract's ``25``), a fraction as is."""
+    return int(value) if value == int(value) else value

@@ -166,3 +166,22 @@ async def test_sigterm_closes_sockets_with_1001(tmp_path: Path, data_dir: Path) 
         await client.close()
     finally:
         proc.stop()
+
+
+async def test_a_silent_peer_is_dropped_by_the_heartbeat(data_dir: Path) -> None:
+    async with run_node(node_settings(data_dir, heartbeat="300ms")) as node:
+        api = Api(node.http)
+        _, token = await new_customer(api)
+        await api.aclose()
+        client = await Client.connect(node.ws, token)
+        assert client.hello["heartbeat"] == 0.3
+        # Stop reading: the server's pings go unanswered.
+        client.ws.transport.pause_reading()
+        await asyncio.sleep(1.5)
+        client.ws.transport.resume_reading()
+        for _ in range(100):
+            if client.close_code is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert client.close_code == 1011
+        await client.close()

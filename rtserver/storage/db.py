@@ -228,15 +228,17 @@ class Database:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from a committed read, or None."""
-        if self._reader is None:
-            raise RuntimeError("database is not open")
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            row: Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        """All rows of a committed read."""
+        """All rows of a committed read.
+
+        The statement runs to its end in one job of the reader's thread. A cursor
+        left open across an ``await`` would keep the reader's snapshot: the reads
+        of other coroutines, sharing the one reader connection, would then miss
+        what was committed since (a just-sent offer "not found").
+        """
         if self._reader is None:
             raise RuntimeError("database is not open")
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
