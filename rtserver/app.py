@@ -22,7 +22,7 @@ from rtserver.auth import Auth, load_secret
 from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
-from rtserver.http import api, ops
+from rtserver.http import api, attachments, ops
 from rtserver.http.common import http_exception
 from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
@@ -30,9 +30,14 @@ from rtserver.hub.redis_bus import RedisBus
 from rtserver.hub.service import Hub
 from rtserver.metrics import Metrics
 from rtserver.protocol import FrameError, error, ok, parse_frame
+from rtserver.rooms.service import Rooms
 from rtserver.schemas import (
+    ALL_COMMANDS,
+    BillingPause,
+    BillingStart,
     Command,
     Hello,
+    MessageSend,
     OfferAccept,
     OfferDecline,
     Ping,
@@ -40,17 +45,20 @@ from rtserver.schemas import (
     RequestCancel,
     RequestCreate,
     RequestMessage,
+    SessionEnd,
+    SessionJoin,
+    SessionLeave,
+    Typing,
     command_types,
 )
+from rtserver.storage.attachments import AttachmentStore
 from rtserver.storage.db import Database
 from rtserver.ws import Socket, websocket_endpoint
 
 log = logging.getLogger("rtserver.app")
 
 # The commands this node serves; any other type answers unknown_type.
-SERVED = command_types(
-    (Hello, Ping, Presence, RequestCreate, RequestCancel, RequestMessage, OfferAccept, OfferDecline)
-)
+SERVED = command_types(ALL_COMMANDS)
 
 
 class Node:
@@ -82,7 +90,11 @@ class Node:
             kdf_memory_kib=settings.kdf_memory_kib,
             kdf_time_cost=settings.kdf_time_cost,
         )
-        self.hub = Hub(settings, self.clock, self.db, self.bus, self.registry, self.metrics)
+        self.attachments = AttachmentStore(self.db, settings.data_dir / "attachments")
+        self.hub = Hub(
+            settings, self.clock, self.db, self.bus, self.registry, self.metrics, self.attachments
+        )
+        self.rooms = Rooms(self.hub, self.attachments)
         self.dummy_hash = ""
 
     @asynccontextmanager
@@ -103,6 +115,7 @@ class Node:
                 self.going_away()
                 tg.cancel_scope.cancel()
         finally:
+            self.rooms.transcript.close()
             with anyio.CancelScope(shield=True):
                 await self.bus.aclose()
                 await self.db.aclose()
@@ -112,6 +125,7 @@ class Node:
         """Start the bus loops and the timer loop in the app's task group."""
         await self.bus.start(tg, self.hub.resync)
         tg.start_soon(self.hub.timers.run, name=f"timers-{self.settings.node_id}")
+        tg.start_soon(self.rooms.transcript.run, name=f"transcript-{self.settings.node_id}")
 
     def going_away(self) -> None:
         """Close every socket with 1001 after what is queued on it."""
@@ -165,6 +179,18 @@ class Node:
                 return await hub.accept(user, cmd)
             case OfferDecline():
                 return await hub.decline(user, cmd)
+            case SessionJoin():
+                return await self.rooms.join(conn, cmd)
+            case SessionLeave():
+                return await self.rooms.leave(conn, cmd)
+            case MessageSend():
+                return await self.rooms.send(conn, cmd)
+            case Typing():
+                return await self.rooms.typing(conn, cmd)
+            case BillingStart() | BillingPause():
+                return await self.rooms.billing(user, cmd)
+            case SessionEnd():
+                return await self.rooms.end(user, cmd)
         raise InvalidState(f"{type(cmd).__name__} is not served")  # pragma: no cover
 
 
@@ -178,7 +204,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             yield
 
     app = Starlette(
-        routes=[*api.routes, *ops.routes, WebSocketRoute("/ws", websocket_endpoint)],
+        routes=[
+            *api.routes,
+            *attachments.routes,
+            *ops.routes,
+            WebSocketRoute("/ws", websocket_endpoint),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_exception},
     )

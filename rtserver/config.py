@@ -86,6 +86,13 @@ class Settings:
     redis_prefix: str = "rt:"
     # synchronous=FULL: survive power loss too, at the cost of an fsync per commit.
     fsync: bool = False
+    # Billing pauses by itself when a participant has been gone this long.
+    disconnect_grace: float = 60.0
+    # How often a running session's billing is vouched for (both connected).
+    billing_check: float = 5.0
+    # Chat messages and typing per socket: a rate per second and a burst.
+    message_rate: float = 10.0
+    message_burst: float = 30.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -134,7 +141,10 @@ _DURATIONS = {
     "heartbeat",
     "token_ttl",
     "presence_ttl",
+    "disconnect_grace",
+    "billing_check",
 }
+_FLOATS = {"message_rate", "message_burst"}
 _INTS = {
     "port",
     "offer_batch",
@@ -153,6 +163,8 @@ def _convert(name: str, raw: Any) -> Any:
         return parse_duration(raw)
     if name in _INTS:
         return int(raw)
+    if name in _FLOATS:
+        return float(raw)
     if name == "reminders":
         return parse_durations(raw)
     if name == "fsync":

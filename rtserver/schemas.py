@@ -104,7 +104,7 @@ class CodeBlock(msgspec.Struct, frozen=True):
     """A code snippet in a chat message."""
 
     language: Annotated[str, msgspec.Meta(max_length=32)]
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+    source: Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class MessageSend(Command, tag="message.send", kw_only=True, frozen=True):
@@ -113,7 +113,8 @@ class MessageSend(Command, tag="message.send", kw_only=True, frozen=True):
     session_id: ObjId
     cid: Cid
     kind: Literal["text", "code", "attachment"]
-    text: Annotated[str, msgspec.Meta(max_length=8_000)] | None = None
+    # Lengths are checked by the room (too_large), not here (invalid_field).
+    text: str | None = None
     code: CodeBlock | None = None
     attachment_id: ObjId | None = None
 

@@ -82,6 +82,8 @@ class Socket:
                 await self._read(conn)
                 tg.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await node.rooms.disconnected(conn)
             node.sockets.pop(conn.id, None)
             node.metrics.connections.dec()
             last = node.registry.remove(conn)

@@ -120,7 +120,11 @@ async def get_session(request: Request) -> Response:
     session = await node.hub.sessions.get(request.path_params["session_id"])
     if session is None or (user.id not in session.participants() and user.role != "manager"):
         raise NotFound("no such session")
-    return json_response({"session": await node.hub.session_wire(session)})
+    wire = await node.hub.session_wire(session)
+    files = await node.attachments.of_session(session.id)
+    wire["attachments"] = [a.to_wire() for a in files if a.kind == "file"]
+    wire["recordings"] = [a.to_wire() for a in files if a.kind == "recording"]
+    return json_response({"session": wire})
 
 
 routes = [

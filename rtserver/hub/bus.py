@@ -24,7 +24,7 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
-from rtserver.hub.connections import Registry
+from rtserver.hub.connections import Connection, Registry
 
 # Called when this node may have missed events (the bus was unreachable and
 # could not replay them): the node re-sends ``state`` to its sockets.
@@ -60,8 +60,10 @@ class Bus(ABC):
         """Set ``key`` to ``value`` if it has no value; None if we won, else the holder's value."""
 
     @abstractmethod
-    async def publish(self, user_ids: Collection[str], event: dict[str, Any]) -> None:
-        """Deliver an event to every socket of these users, on any node."""
+    async def publish(
+        self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None
+    ) -> None:
+        """Deliver an event to every socket of these users, on any node (but ``skip``)."""
 
     @abstractmethod
     async def online(self, user_ids: Collection[str]) -> set[str]:
@@ -96,9 +98,11 @@ class EmbeddedBus(Bus):
             self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
         return None
 
-    async def publish(self, user_ids: Collection[str], event: dict[str, Any]) -> None:
+    async def publish(
+        self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None
+    ) -> None:
         """Straight into the local sockets' queues."""
-        self.registry.deliver(user_ids, event)
+        self.registry.deliver(user_ids, event, skip)
 
     async def online(self, user_ids: Collection[str]) -> set[str]:
         """Users with a socket on this, the only, node."""

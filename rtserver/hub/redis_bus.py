@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rtserver.hub.bus import Bus, ResyncHandler
-from rtserver.hub.connections import Registry
+from rtserver.hub.connections import Connection, Registry
 from rtserver.metrics import Metrics
 
 log = logging.getLogger("rtserver.bus")
@@ -166,12 +166,14 @@ class RedisBus(Bus):
 
     # -- fan-out ---------------------------------------------------------------
 
-    async def publish(self, user_ids: Collection[str], event: dict[str, Any]) -> None:
+    async def publish(
+        self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None
+    ) -> None:
         """Local sockets at once; other nodes through the stream (or the outbox)."""
         users = list(user_ids)
         if not users:
             return
-        self.registry.deliver(users, event)
+        self.registry.deliver(users, event, skip)
         payload: bytes = msgpack.packb(event, use_bin_type=True)
         if self._outbox:
             self._enqueue(users, payload)  # keep order behind what waits

@@ -33,6 +33,7 @@ from rtserver.schemas import (
     RequestCreate,
     RequestMessage,
 )
+from rtserver.storage.attachments import AttachmentStore
 from rtserver.storage.db import Database, new_id
 from rtserver.storage.requests import Request, RequestStore
 from rtserver.storage.sessions import Session, SessionStore
@@ -60,6 +61,7 @@ class Hub:
         bus: Bus,
         registry: Registry,
         metrics: Metrics,
+        attachments: AttachmentStore,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -71,6 +73,7 @@ class Hub:
         self.requests = RequestStore(db)
         self.sessions = SessionStore(db)
         self.timer_store = TimerStore(db)
+        self.attachments = attachments
         self.timers = TimerLoop(self.timer_store, clock, settings.node_id, metrics)
         self.timers.register(REQUEST_TIMER, self.on_request_timer)
 
@@ -92,9 +95,15 @@ class Hub:
         if user.role == "expert":
             pairs = await self.requests.open_offers_of(user.id, now)
             people = await self.people([r.customer_id for r, _ in pairs])
-            offers = [r.offer_wire(people[r.customer_id], o.expires_at) for r, o in pairs]
+            offers = [
+                (await self.with_attachments(r)).offer_wire(people[r.customer_id], o.expires_at)
+                for r, o in pairs
+            ]
         if user.role == "customer":
-            requests = [r.to_wire() for r in await self.requests.open_of_customer(user.id)]
+            requests = [
+                (await self.with_attachments(r)).to_wire()
+                for r in await self.requests.open_of_customer(user.id)
+            ]
         sessions = await self.sessions.current_of(user.id)
         people = await self.people([p for s in sessions for p in s.participants()])
         frame: dict[str, Any] = {
@@ -107,6 +116,13 @@ class Hub:
             fresh = await self.users.by_id(user.id)
             frame["presence"] = fresh.presence if fresh else user.presence
         return frame
+
+    async def with_attachments(self, request: Request) -> Request:
+        """The request with its attachments filled in (stored apart)."""
+        if not request.attachment_ids:
+            return request
+        files = await self.attachments.of_request(request.id)
+        return replace(request, attachments=[a.to_wire() for a in files])
 
     async def resync(self) -> None:
         """Re-send ``state`` (marked ``resync``) to every socket of this node."""
@@ -145,8 +161,11 @@ class Hub:
         skills = list(dict.fromkeys(s.strip() for s in cmd.skills if s.strip()))
         if not skills:
             raise InvalidField("skills must name at least one skill", "skills")
-        if cmd.attachment_ids:
-            raise NotFound("no such attachment")
+        files = await self.attachments.many(list(dict.fromkeys(cmd.attachment_ids)))
+        for aid in cmd.attachment_ids:
+            a = files.get(aid)
+            if a is None or a.uploader_id != user.id or a.session_id or a.request_id:
+                raise NotFound(f"no such attachment {aid[:64]!r}")
         direct: User | None = None
         if cmd.expert_id is not None:
             direct = await self.users.by_id(cmd.expert_id)
@@ -162,7 +181,8 @@ class Hub:
             language=cmd.language.strip(),
             direct_expert_id=direct.id if direct else None,
             proposed_times=proposed,
-            attachment_ids=[],
+            attachment_ids=list(files),
+            attachments=[a.to_wire() for a in files.values()],
             status="open",
             wave=0,
             notified=0,
@@ -171,6 +191,7 @@ class Hub:
         )
         async with self.db.transaction() as conn:
             await self.requests.insert(conn, request)
+            await self.attachments.link(conn, list(files), request_id=request.id)
         self.metrics.request_created(request.kind)
         log.info(
             "request created request=%s customer=%s kind=%s direct=%s",
@@ -273,7 +294,7 @@ class Hub:
             )
         customer = await self.users.by_id(request.customer_id)
         if customer is not None:
-            await self._dispatch(request, customer)
+            await self._dispatch(await self.with_attachments(request), customer)
 
     async def _schedule(self, request_id: str, at: datetime) -> None:
         async with self.db.transaction() as conn:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -141,7 +142,80 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX timers_due ON timers (due_at);
     """,
+    # 2: session rooms: transcripts, billing, ledger, attachments.
+    """
+    ALTER TABLE sessions ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN billing_running INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN billed_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN billing_since INTEGER;
+    ALTER TABLE sessions ADD COLUMN billing_absent_since INTEGER;
+    ALTER TABLE sessions ADD COLUMN ended_by TEXT;
+    ALTER TABLE sessions ADD COLUMN discount_pct INTEGER;
+    ALTER TABLE sessions ADD COLUMN charge_cents INTEGER;
+    ALTER TABLE sessions ADD COLUMN platform_fee_cents INTEGER;
+    ALTER TABLE sessions ADD COLUMN expert_earnings_cents INTEGER;
+    CREATE TABLE messages (
+        session_id TEXT NOT NULL REFERENCES sessions(id),
+        seq INTEGER NOT NULL,
+        cid TEXT NOT NULL,
+        from_id TEXT NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'code', 'attachment')),
+        text TEXT,
+        code_language TEXT,
+        code_source TEXT,
+        attachment_id TEXT,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (session_id, seq),
+        UNIQUE (session_id, cid)
+    );
+    CREATE TABLE attachments (
+        id TEXT PRIMARY KEY,
+        uploader_id TEXT NOT NULL REFERENCES users(id),
+        sha256 TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'file' CHECK (kind IN ('file', 'recording')),
+        session_id TEXT REFERENCES sessions(id),
+        request_id TEXT REFERENCES requests(id),
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX attachments_session ON attachments (session_id);
+    CREATE INDEX attachments_request ON attachments (request_id);
+    -- Append-only money: one row per movement, integer cents, never updated.
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT REFERENCES sessions(id),
+        user_id TEXT,
+        account TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        memo TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ledger_user ON ledger (user_id, at);
+    CREATE INDEX ledger_session ON ledger (session_id);
+    CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+    CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+    """,
 ]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (a trigger's body keeps its semicolons)."""
+    out: list[str] = []
+    current = ""
+    for piece in script.split(";"):
+        current += piece
+        if not sqlite3.complete_statement(current + ";"):
+            current += ";"
+            continue
+        if current.strip():
+            out.append(current.strip())
+        current = ""
+    return out
 
 
 class Database:
@@ -189,9 +263,8 @@ class Database:
                 row = await cur.fetchone()
             version = int(row[0]) if row else 0
             for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await conn.execute(statement)
+                for statement in _statements(script):
+                    await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {i}")
                 log.info("database migrated to version %d path=%s", i, self.path)
             await conn.execute("COMMIT")

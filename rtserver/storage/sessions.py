@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import aiosqlite
 
 from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.core.billing import Billing
 from rtserver.storage.db import Database, Row
 
 SessionStatus = Literal["scheduled", "active", "ended", "cancelled"]
@@ -30,6 +31,13 @@ class Session:
     created_at: datetime
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    last_seq: int = 0
+    billing: Billing = field(default_factory=Billing)
+    ended_by: str | None = None
+    discount_pct: int | None = None
+    charge_cents: int | None = None
+    platform_fee_cents: int | None = None
+    expert_earnings_cents: int | None = None
 
     def participants(self) -> tuple[str, str]:
         """The customer and the expert."""
@@ -50,6 +58,21 @@ class Session:
             "created_at": to_wire(self.created_at),
             "started_at": to_wire(self.started_at) if self.started_at else None,
             "ended_at": to_wire(self.ended_at) if self.ended_at else None,
+            "last_seq": self.last_seq,
+            "billing": {"running": self.billing.running},
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> dict[str, Any] | None:
+        """What ending the session charged, once it ended."""
+        if self.charge_cents is None:
+            return None
+        return {
+            "billable_seconds": self.billing.billed_ms // 1000,
+            "charge_cents": self.charge_cents,
+            "discount_pct": self.discount_pct or 0,
+            "platform_fee_cents": self.platform_fee_cents,
+            "expert_earnings_cents": self.expert_earnings_cents,
         }
 
 
@@ -70,6 +93,18 @@ def _session(row: Row) -> Session:
         created_at=from_ms(row["created_at"]),
         started_at=t("started_at"),
         ended_at=t("ended_at"),
+        last_seq=row["last_seq"],
+        billing=Billing(
+            bool(row["billing_running"]),
+            row["billed_ms"],
+            row["billing_since"],
+            row["billing_absent_since"],
+        ),
+        ended_by=row["ended_by"],
+        discount_pct=row["discount_pct"],
+        charge_cents=row["charge_cents"],
+        platform_fee_cents=row["platform_fee_cents"],
+        expert_earnings_cents=row["expert_earnings_cents"],
     )
 
 
@@ -104,6 +139,48 @@ class SessionStore:
         """A session by id, or None."""
         row = await self.db.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return _session(row) if row else None
+
+    async def get_in(self, conn: aiosqlite.Connection, session_id: str) -> Session | None:
+        """A session read inside the caller's transaction (sees its writes)."""
+        async with conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)) as cur:
+            row = await cur.fetchone()
+        return _session(row) if row else None
+
+    async def save_billing(self, conn: aiosqlite.Connection, session_id: str, b: Billing) -> None:
+        """Store a session's billing clock, inside the caller's transaction."""
+        await conn.execute(
+            "UPDATE sessions SET billing_running = ?, billed_ms = ?, billing_since = ?,"
+            " billing_absent_since = ? WHERE id = ?",
+            (int(b.running), b.billed_ms, b.since_ms, b.absent_since_ms, session_id),
+        )
+
+    async def end(
+        self,
+        conn: aiosqlite.Connection,
+        session_id: str,
+        by: str,
+        now: datetime,
+        discount_pct: int,
+        charge_cents: int,
+        platform_fee_cents: int,
+        expert_earnings_cents: int,
+    ) -> bool:
+        """Mark an active session ended with its charge; False if it was not active."""
+        cur = await conn.execute(
+            "UPDATE sessions SET status = 'ended', ended_at = ?, ended_by = ?, discount_pct = ?,"
+            " charge_cents = ?, platform_fee_cents = ?, expert_earnings_cents = ?"
+            " WHERE id = ? AND status = 'active'",
+            (
+                to_ms(now),
+                by,
+                discount_pct,
+                charge_cents,
+                platform_fee_cents,
+                expert_earnings_cents,
+                session_id,
+            ),
+        )
+        return cur.rowcount == 1
 
     async def by_request(self, request_id: str) -> Session | None:
         """The session an accepted request became, or None."""

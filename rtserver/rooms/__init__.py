@@ -1,0 +1,1 @@
+"""Session rooms: live relay, durable transcripts, billable time, the end of a session."""

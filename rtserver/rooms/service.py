@@ -1,0 +1,378 @@
+"""The room commands: join, leave, message, typing, billing, end.
+
+A room is a session's participants and their sockets on every node. Messages
+are stored (group commit) before the sender's ``ok`` and then relayed through
+the bus to every other socket of both participants. Billable time is the
+pure clock of :mod:`rtserver.core.billing`, stored in the session row, and
+kept honest by a durable liveness timer that any node may run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.core import money
+from rtserver.core.billing import Billing
+from rtserver.core.ratelimit import TokenBucket
+from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RateLimited, TooLarge
+from rtserver.hub.connections import Connection
+from rtserver.hub.service import Hub
+from rtserver.schemas import (
+    BillingPause,
+    BillingStart,
+    MessageSend,
+    SessionEnd,
+    SessionJoin,
+    SessionLeave,
+    Typing,
+)
+from rtserver.storage.attachments import AttachmentStore
+from rtserver.storage.ledger import PLATFORM, Entry, Ledger
+from rtserver.storage.sessions import Session
+from rtserver.storage.transcript import NewMessage, Transcript, message_wire
+from rtserver.storage.users import User
+
+log = logging.getLogger("rtserver.rooms")
+
+BILLING_TIMER = "billing"
+MAX_TEXT = 8_000
+MAX_CODE = 60_000
+
+
+class Rooms:
+    """Session rooms of one node."""
+
+    def __init__(self, hub: Hub, attachments: AttachmentStore) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.clock = hub.clock
+        self.bus = hub.bus
+        self.sessions = hub.sessions
+        self.attachments = attachments
+        self.transcript = Transcript(hub.db)
+        self.ledger = Ledger(hub.db)
+        self.grace_ms = int(self.settings.disconnect_grace * 1000)
+        self.check_s = self.settings.billing_check
+        # Time with no liveness check at all that is never billed.
+        self.stale_ms = int(self.settings.billing_check * 3000)
+        self._buckets: dict[str, TokenBucket] = {}
+        hub.timers.register(BILLING_TIMER, self.on_billing_timer)
+
+    # -- helpers -----------------------------------------------------------------
+
+    async def _session(self, user: User, session_id: str) -> Session:
+        session = await self.sessions.get(session_id)
+        if session is None or user.id not in session.participants():
+            raise NotFound("no such session")
+        return session
+
+    @staticmethod
+    def _active(session: Session) -> None:
+        if session.status != "active":
+            raise InvalidState(f"session is {session.status}")
+
+    def _limit(self, conn: Connection) -> None:
+        bucket = self._buckets.get(conn.id)
+        if bucket is None:
+            bucket = self._buckets[conn.id] = TokenBucket(
+                self.settings.message_rate, self.settings.message_burst
+            )
+        if not bucket.take(time.monotonic()):
+            raise RateLimited("too many messages; slow down")
+
+    def billing_wire(self, session_id: str, b: Billing) -> dict[str, Any]:
+        """``{running, billable_seconds}`` now."""
+        now_ms = to_ms(self.clock.now())
+        return {"running": b.running, "billable_seconds": b.seconds(now_ms, self.stale_ms)}
+
+    async def _attachments_of(self, rows: list[Any]) -> dict[str, dict[str, Any]]:
+        ids = [r["attachment_id"] for r in rows if r["attachment_id"]]
+        return {i: a.to_wire() for i, a in (await self.attachments.many(ids)).items()}
+
+    # -- joining -------------------------------------------------------------------
+
+    async def join(self, conn: Connection, cmd: SessionJoin) -> dict[str, Any]:
+        """Enter the room; every stored message after ``after_seq``."""
+        session = await self._session(conn.user, cmd.session_id)
+        if session.status in ("ended", "cancelled"):
+            raise InvalidState(f"session is {session.status}")
+        conn.joined.add(session.id)
+        rows = await self.transcript.after(session.id, cmd.after_seq)
+        people = await self.hub.people(session.participants())
+        attachments = await self._attachments_of(rows)
+        present = await self.bus.online(session.participants())
+        await self.bus.publish(
+            session.participants(),
+            {
+                "type": "room.presence",
+                "session_id": session.id,
+                "user": conn.user.person(),
+                "present": True,
+            },
+            skip=conn,
+        )
+        last_seq = max([session.last_seq, *(r["seq"] for r in rows)])
+        return {
+            "session": session.to_wire(people),
+            "messages": [{"type": "message", **message_wire(r, people, attachments)} for r in rows],
+            "last_seq": last_seq,
+            # The client knows messages this server does not: its cache is from
+            # another history (a restored database); it must reload, not resume.
+            "reload": cmd.after_seq > last_seq,
+            "present": sorted(present),
+            "billing": self.billing_wire(session.id, session.billing),
+        }
+
+    async def leave(self, conn: Connection, cmd: SessionLeave) -> dict[str, Any]:
+        """Leave the room; the session goes on."""
+        session = await self._session(conn.user, cmd.session_id)
+        if session.id in conn.joined:
+            conn.joined.discard(session.id)
+            await self._left(conn, session.id, session.participants())
+        return {}
+
+    async def _left(self, conn: Connection, session_id: str, participants: tuple[str, str]) -> None:
+        await self.bus.publish(
+            participants,
+            {
+                "type": "room.presence",
+                "session_id": session_id,
+                "user": conn.user.person(),
+                "present": False,
+            },
+            skip=conn,
+        )
+
+    async def disconnected(self, conn: Connection) -> None:
+        """A socket closed: it leaves every room it had joined."""
+        self._buckets.pop(conn.id, None)
+        for session_id in list(conn.joined):
+            session = await self.sessions.get(session_id)
+            if session is not None:
+                await self._left(conn, session_id, session.participants())
+        conn.joined.clear()
+
+    # -- messages --------------------------------------------------------------------
+
+    async def send(self, conn: Connection, cmd: MessageSend) -> dict[str, Any]:
+        """Store a message, then relay it; ``ok`` only once it is durable."""
+        self._limit(conn)
+        session = await self._session(conn.user, cmd.session_id)
+        self._active(session)
+        text = cmd.text
+        code_language = code_source = attachment_id = None
+        if cmd.kind == "text":
+            if not text:
+                raise InvalidField("a text message needs text", "text")
+            if len(text) > MAX_TEXT:
+                raise TooLarge(f"text is over {MAX_TEXT} characters")
+        elif cmd.kind == "code":
+            if cmd.code is None:
+                raise InvalidField("a code message needs code", "code")
+            if len(cmd.code.source) > MAX_CODE:
+                raise TooLarge(f"code is over {MAX_CODE} characters")
+            code_language, code_source = cmd.code.language, cmd.code.source
+        else:
+            if cmd.attachment_id is None:
+                raise InvalidField("an attachment message needs attachment_id", "attachment_id")
+            attachment = await self.attachments.get(cmd.attachment_id)
+            if attachment is None or (
+                attachment.uploader_id != conn.user.id and attachment.session_id != session.id
+            ):
+                raise NotFound("no such attachment")
+            attachment_id = attachment.id
+            if attachment.session_id is None:
+                async with self.hub.db.transaction() as c:
+                    await self.attachments.link(c, [attachment.id], session_id=session.id)
+        if text is not None and len(text) > MAX_TEXT:
+            raise TooLarge(f"text is over {MAX_TEXT} characters")
+        now_ms = to_ms(self.clock.now())
+        stored = await self.transcript.append(
+            NewMessage(
+                session.id,
+                cmd.cid,
+                conn.user.id,
+                cmd.kind,
+                text,
+                code_language,
+                code_source,
+                attachment_id,
+                now_ms,
+            )
+        )
+        at = to_wire(from_ms(stored.at_ms))
+        if not stored.duplicate:
+            attachment_wire = None
+            if attachment_id is not None:
+                found = await self.attachments.get(attachment_id)
+                attachment_wire = found.to_wire() if found else None
+            event = {
+                "type": "message",
+                "session_id": session.id,
+                "seq": stored.seq,
+                "cid": cmd.cid,
+                "from": conn.user.person(),
+                "kind": cmd.kind,
+                "text": text,
+                "code": {"language": code_language or "", "source": code_source}
+                if cmd.kind == "code"
+                else None,
+                "attachment": attachment_wire,
+                "at": at,
+            }
+            await self.bus.publish(session.participants(), event, skip=conn)
+        return {"seq": stored.seq, "at": at, "duplicate": stored.duplicate}
+
+    async def typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
+        """Tell the others in the room that this user is typing (not stored)."""
+        self._limit(conn)
+        session = await self._session(conn.user, cmd.session_id)
+        self._active(session)
+        await self.bus.publish(
+            session.participants(),
+            {"type": "typing", "session_id": session.id, "from": conn.user.person()},
+            skip=conn,
+        )
+        return {}
+
+    # -- billing -----------------------------------------------------------------------
+
+    async def billing(self, user: User, cmd: BillingStart | BillingPause) -> dict[str, Any]:
+        """The expert starts or pauses billable time."""
+        session = await self._session(user, cmd.session_id)
+        if user.id != session.expert_id:
+            raise Forbidden("only the session's expert starts and pauses billing")
+        self._active(session)
+        now_ms = to_ms(self.clock.now())
+        async with self.hub.db.transaction() as conn:
+            fresh = await self.sessions.get_in(conn, session.id)
+            if fresh is None or fresh.status != "active":
+                raise InvalidState("session is no longer active")
+            if isinstance(cmd, BillingStart):
+                b = fresh.billing.start(now_ms)
+                if not fresh.billing.running:
+                    due = now_ms + int(self.check_s * 1000)
+                    await self.hub.timer_store.schedule(conn, BILLING_TIMER, session.id, due)
+            else:
+                b = fresh.billing.pause(now_ms, self.stale_ms)
+                await self.hub.timer_store.cancel(conn, BILLING_TIMER, session.id)
+            await self.sessions.save_billing(conn, session.id, b)
+        self.hub.timers.wake()
+        wire = self.billing_wire(session.id, b)
+        log.info(
+            "billing session=%s running=%s seconds=%d",
+            session.id,
+            b.running,
+            wire["billable_seconds"],
+        )
+        await self.bus.publish(
+            session.participants(), {"type": "billing", "session_id": session.id, **wire}
+        )
+        return {"billing": wire}
+
+    async def on_billing_timer(self, session_id: str) -> None:
+        """The liveness check of a running session (see core.billing)."""
+        session = await self.sessions.get(session_id)
+        if session is None or session.status != "active" or not session.billing.running:
+            return
+        online = await self.bus.online(session.participants())
+        both = len(online) == 2
+        now = self.clock.now()
+        now_ms = to_ms(now)
+        async with self.hub.db.transaction() as conn:
+            fresh = await self.sessions.get_in(conn, session_id)
+            if fresh is None or fresh.status != "active" or not fresh.billing.running:
+                return
+            b = fresh.billing.check(now_ms, both, self.grace_ms, self.stale_ms)
+            await self.sessions.save_billing(conn, session_id, b)
+            if b.running:
+                due = now + timedelta(seconds=self.check_s)
+                await self.hub.timer_store.schedule(conn, BILLING_TIMER, session_id, to_ms(due))
+        if not b.running:
+            log.info("billing paused session=%s: a participant was gone past the grace", session_id)
+            await self.bus.publish(
+                session.participants(),
+                {
+                    "type": "billing",
+                    "session_id": session_id,
+                    "reason": "disconnected",
+                    **self.billing_wire(session_id, b),
+                },
+            )
+
+    # -- the end -------------------------------------------------------------------------
+
+    async def end(self, user: User, cmd: SessionEnd) -> dict[str, Any]:
+        """End the session: stop billing, charge, write the ledger, free the expert."""
+        session = await self._session(user, cmd.session_id)
+        if cmd.discount_pct is not None and user.id != session.expert_id:
+            raise Forbidden("only the expert gives a discount")
+        self._active(session)
+        now = self.clock.now()
+        now_ms = to_ms(now)
+        discount = cmd.discount_pct or 0
+        async with self.hub.db.transaction() as conn:
+            fresh = await self.sessions.get_in(conn, session.id)
+            if fresh is None or fresh.status != "active":
+                raise InvalidState("session is no longer active")
+            b = fresh.billing.pause(now_ms, self.stale_ms)
+            await self.sessions.save_billing(conn, session.id, b)
+            c = money.charge(
+                fresh.rate_cents_per_15min,
+                b.billed_ms // 1000,
+                discount,
+                self.settings.platform_fee,
+            )
+            await self.sessions.end(
+                conn,
+                session.id,
+                user.id,
+                now,
+                discount,
+                c.charge_cents,
+                c.platform_fee_cents,
+                c.expert_earnings_cents,
+            )
+            await self.ledger.append(
+                conn,
+                session.id,
+                now,
+                [
+                    Entry("customer", session.customer_id, "charge", -c.charge_cents),
+                    Entry(PLATFORM, None, "platform_fee", c.platform_fee_cents),
+                    Entry("expert", session.expert_id, "earning", c.expert_earnings_cents),
+                ],
+            )
+            await self.hub.timer_store.cancel(conn, BILLING_TIMER, session.id)
+        summary = {
+            "billable_seconds": c.billable_seconds,
+            "charge_cents": c.charge_cents,
+            "discount_pct": c.discount_pct,
+            "platform_fee_cents": c.platform_fee_cents,
+            "expert_earnings_cents": c.expert_earnings_cents,
+        }
+        log.info(
+            "session ended session=%s by=%s seconds=%d charge=%d",
+            session.id,
+            user.id,
+            c.billable_seconds,
+            c.charge_cents,
+        )
+        ended = await self.sessions.get(session.id)
+        assert ended is not None
+        wire = await self.hub.session_wire(ended)
+        await self.bus.publish(session.participants(), {"type": "session.update", "session": wire})
+        await self.bus.publish(
+            session.participants(),
+            {
+                "type": "billing",
+                "session_id": session.id,
+                "running": False,
+                "billable_seconds": c.billable_seconds,
+            },
+        )
+        return {"summary": summary}

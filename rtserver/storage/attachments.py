@@ -1,0 +1,190 @@
+"""Attachments: files stored once by content hash, rows that say who may read them.
+
+Bytes live under ``<data-dir>/attachments/<sha[:2]>/<sha>``; identical uploads
+share one file. A row per upload records the uploader, the name and type, and
+the request or session it belongs to, which decides who may read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from rtserver.storage.db import Database, Row, new_id
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One uploaded file."""
+
+    id: str
+    uploader_id: str
+    sha256: str
+    name: str
+    size: int
+    content_type: str
+    kind: str
+    session_id: str | None
+    request_id: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{id, name, size, content_type, sha256, kind}``."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "sha256": self.sha256,
+            "kind": self.kind,
+        }
+
+
+def _attachment(row: Row) -> Attachment:
+    return Attachment(
+        row["id"],
+        row["uploader_id"],
+        row["sha256"],
+        row["name"],
+        row["size"],
+        row["content_type"],
+        row["kind"],
+        row["session_id"],
+        row["request_id"],
+    )
+
+
+class BlobWriter:
+    """Streams an upload to a temporary file, hashing and counting as it goes."""
+
+    def __init__(self, root: Path, limit: int) -> None:
+        self.root = root
+        self.limit = limit
+        root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=root, prefix=".upload-")
+        self._file = os.fdopen(fd, "wb")
+        self._tmp = Path(name)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> bool:
+        """Add a chunk; False (and nothing kept) once the size limit is passed."""
+        self.size += len(chunk)
+        if self.size > self.limit:
+            return False
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        return True
+
+    def commit(self) -> str:
+        """Move the file to its content address (fsynced); its sha256."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        sha = self._hash.hexdigest()
+        target = self.root / sha[:2] / sha
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            self._tmp.unlink()
+        else:
+            os.replace(self._tmp, target)
+        return sha
+
+    def discard(self) -> None:
+        """Drop the partial upload."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class AttachmentStore:
+    """The ``attachments`` table and the blob directory."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db = db
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        """Where the bytes of this hash live."""
+        return self.root / sha256[:2] / sha256
+
+    async def insert(self, conn: aiosqlite.Connection, a: Attachment, now_ms: int) -> None:
+        """Record an upload, inside the caller's transaction."""
+        await conn.execute(
+            "INSERT INTO attachments (id, uploader_id, sha256, name, size, content_type, kind,"
+            " session_id, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.id,
+                a.uploader_id,
+                a.sha256,
+                a.name,
+                a.size,
+                a.content_type,
+                a.kind,
+                a.session_id,
+                a.request_id,
+                now_ms,
+            ),
+        )
+
+    async def get(self, attachment_id: str) -> Attachment | None:
+        """An attachment by id, or None."""
+        row = await self.db.fetchone("SELECT * FROM attachments WHERE id = ?", (attachment_id,))
+        return _attachment(row) if row else None
+
+    async def many(self, ids: list[str]) -> dict[str, Attachment]:
+        """Attachments by id."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.fetchall(f"SELECT * FROM attachments WHERE id IN ({marks})", ids)
+        return {r["id"]: _attachment(r) for r in rows}
+
+    async def of_session(self, session_id: str) -> list[Attachment]:
+        """Files and recordings of a session, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM attachments WHERE session_id = ? ORDER BY created_at", (session_id,)
+        )
+        return [_attachment(r) for r in rows]
+
+    async def of_request(self, request_id: str) -> list[Attachment]:
+        """Files attached to a request."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM attachments WHERE request_id = ? ORDER BY created_at", (request_id,)
+        )
+        return [_attachment(r) for r in rows]
+
+    async def link(
+        self,
+        conn: aiosqlite.Connection,
+        ids: list[str],
+        *,
+        request_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Attach uploads to a request or a session (keeping an existing link)."""
+        await conn.executemany(
+            "UPDATE attachments SET request_id = coalesce(request_id, ?),"
+            " session_id = coalesce(session_id, ?) WHERE id = ?",
+            [(request_id, session_id, i) for i in ids],
+        )
+
+    def new(
+        self,
+        uploader_id: str,
+        sha256: str,
+        name: str,
+        size: int,
+        content_type: str,
+        kind: str,
+        session_id: str | None,
+        request_id: str | None,
+    ) -> Attachment:
+        """A new attachment value with a fresh id."""
+        return Attachment(
+            new_id("a"), uploader_id, sha256, name, size, content_type, kind, session_id, request_id
+        )
