@@ -43,6 +43,10 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("kdf-time-cost", "Argon2id iterations [3]"),
     ("redis-prefix", "prefix of every Redis key [rt:]"),
     ("fsync", "fsync every commit (survive power loss) [false]"),
+    ("disconnect-grace", "billing pauses when a participant is gone this long [60s]"),
+    ("billing-check", "how often running billing is vouched for [5s]"),
+    ("message-rate", "chat messages per second per socket [10]"),
+    ("message-burst", "chat messages a socket may send at once [30]"),
 ]
 
 

@@ -8,6 +8,7 @@ in a temporary data dir, and the rtserver nodes are real uvicorn servers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import shutil
 import signal
@@ -171,45 +172,14 @@ class ProcessNode(Node):
 
     def argv(self) -> list[str]:
         """``python -m rtserver serve`` with every setting as a flag."""
-        s = self.settings
-        args = [
-            sys.executable,
-            "-m",
-            "rtserver",
-            "serve",
-            "--host",
-            s.host,
-            "--port",
-            str(s.port),
-            "--data-dir",
-            str(s.data_dir),
-            "--node-id",
-            s.node_id,
-            "--offer-batch",
-            str(s.offer_batch),
-            "--offer-ttl",
-            str(s.offer_ttl),
-            "--request-ttl",
-            str(s.request_ttl),
-            "--presence-ttl",
-            str(s.presence_ttl),
-            "--kdf-memory-kib",
-            str(s.kdf_memory_kib),
-            "--kdf-time-cost",
-            str(s.kdf_time_cost),
-            "--hello-timeout",
-            str(s.hello_timeout),
-            "--redis-prefix",
-            s.redis_prefix,
-            "--send-queue",
-            str(s.send_queue),
-            "--max-frame",
-            str(s.max_frame),
-            "--heartbeat",
-            str(s.heartbeat),
-        ]
-        if s.redis_url:
-            args += ["--redis-url", s.redis_url]
+        args = [sys.executable, "-m", "rtserver", "serve"]
+        for f in dataclasses.fields(self.settings):
+            value = getattr(self.settings, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(str(v) for v in value)
+            args += ["--" + f.name.replace("_", "-"), str(value)]
         return args
 
     def start(self) -> None:

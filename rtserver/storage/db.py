@@ -147,8 +147,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sessions ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN billing_running INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN billed_ms INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE sessions ADD COLUMN billing_since INTEGER;
+    ALTER TABLE sessions ADD COLUMN billing_checked INTEGER;
     ALTER TABLE sessions ADD COLUMN billing_absent_since INTEGER;
+    ALTER TABLE sessions ADD COLUMN billing_held_ms INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sessions ADD COLUMN ended_by TEXT;
     ALTER TABLE sessions ADD COLUMN discount_pct INTEGER;
     ALTER TABLE sessions ADD COLUMN charge_cents INTEGER;

@@ -97,8 +97,9 @@ def _session(row: Row) -> Session:
         billing=Billing(
             bool(row["billing_running"]),
             row["billed_ms"],
-            row["billing_since"],
+            row["billing_checked"],
             row["billing_absent_since"],
+            row["billing_held_ms"],
         ),
         ended_by=row["ended_by"],
         discount_pct=row["discount_pct"],
@@ -149,9 +150,9 @@ class SessionStore:
     async def save_billing(self, conn: aiosqlite.Connection, session_id: str, b: Billing) -> None:
         """Store a session's billing clock, inside the caller's transaction."""
         await conn.execute(
-            "UPDATE sessions SET billing_running = ?, billed_ms = ?, billing_since = ?,"
-            " billing_absent_since = ? WHERE id = ?",
-            (int(b.running), b.billed_ms, b.since_ms, b.absent_since_ms, session_id),
+            "UPDATE sessions SET billing_running = ?, billed_ms = ?, billing_checked = ?,"
+            " billing_absent_since = ?, billing_held_ms = ? WHERE id = ?",
+            (int(b.running), b.billed_ms, b.checked_ms, b.absent_since_ms, b.held_ms, session_id),
         )
 
     async def end(
