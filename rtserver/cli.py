@@ -47,6 +47,7 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("billing-check", "how often running billing is vouched for [5s]"),
     ("message-rate", "chat messages per second per socket [10]"),
     ("message-burst", "chat messages a socket may send at once [30]"),
+    ("commit-batch", "most chat messages per transcript commit; 1 turns group commit off [256]"),
 ]
 
 

@@ -93,6 +93,8 @@ class Settings:
     # Chat messages and typing per socket: a rate per second and a burst.
     message_rate: float = 10.0
     message_burst: float = 30.0
+    # Most messages one transcript commit carries (1 turns group commit off).
+    commit_batch: int = 256
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -155,6 +157,7 @@ _INTS = {
     "send_queue",
     "kdf_memory_kib",
     "kdf_time_cost",
+    "commit_batch",
 }
 
 

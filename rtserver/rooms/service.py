@@ -53,7 +53,7 @@ class Rooms:
         self.bus = hub.bus
         self.sessions = hub.sessions
         self.attachments = attachments
-        self.transcript = Transcript(hub.db)
+        self.transcript = Transcript(hub.db, batch=self.settings.commit_batch)
         self.ledger = Ledger(hub.db)
         self.grace_ms = int(self.settings.disconnect_grace * 1000)
         self.check_s = self.settings.billing_check
