@@ -327,7 +327,7 @@ class Hub:
         status, expert_id, _nonce = value.split(":", 2)
         now = self.clock.now()
         session: Session | None = None
-        reason = {"accepted": "taken", "cancelled": "cancelled"}.get(status, "expired")
+        offer_status, reason = _OFFERS_ON_CLOSE[status]
         async with self.db.transaction() as conn:
             if status == "accepted":
                 profile = await self.users.profile(expert_id)
@@ -344,7 +344,7 @@ class Hub:
                     created_at=now,
                     started_at=now if request.kind == "instant" else None,
                 )
-            closed = await self.requests.close(
+            notified = await self.requests.close(
                 conn,
                 request.id,
                 status,  # type: ignore[arg-type]
@@ -352,17 +352,14 @@ class Hub:
                 session_id=session.id if session else None,
                 expert_id=expert_id or None,
             )
-            if not closed:
+            if notified is None:
                 return False
             if session is not None:
                 await self.sessions.insert(conn, session)
                 await self.requests.close_offers(
                     conn, request.id, "accepted", None, now, expert_id=expert_id
                 )
-            final = "declined" if status == "declined" else "revoked"
-            if status == "expired":
-                final = "expired"
-            revoked = await self.requests.close_offers(conn, request.id, final, reason, now)  # type: ignore[arg-type]
+            revoked = await self.requests.close_offers(conn, request.id, offer_status, reason, now)
             await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
         log.info(
             "request closed request=%s status=%s expert=%s session=%s",
@@ -371,7 +368,7 @@ class Hub:
             expert_id or None,
             session.id if session else None,
         )
-        if revoked and status != "declined":
+        if revoked and reason is not None:
             await self.bus.publish(
                 revoked, {"type": "offer.revoked", "request_id": request.id, "reason": reason}
             )
@@ -379,11 +376,8 @@ class Hub:
             "type": "request.update",
             "request_id": request.id,
             "status": status,
-            "notified": request.notified,
+            "notified": notified,
         }
-        fresh = await self.requests.get(request.id)
-        if fresh is not None:
-            update["notified"] = fresh.notified
         if session is not None:
             people = await self.people(session.participants())
             update["session_id"] = session.id
@@ -497,6 +491,16 @@ class Hub:
             recipients = [user.id, request.customer_id]
         await self.bus.publish(recipients, {"type": "request.message", **message})
         return {"message": message}
+
+
+# What closing a request does to its offers still open: their status, and the
+# reason their holders are told (None: nobody else held one).
+_OFFERS_ON_CLOSE: dict[str, tuple[rules.OfferStatus, str | None]] = {
+    "accepted": ("revoked", "taken"),
+    "cancelled": ("revoked", "cancelled"),
+    "expired": ("expired", "expired"),
+    "declined": ("declined", None),
+}
 
 
 def _lost(held: str) -> RtError:

@@ -251,14 +251,15 @@ class RequestStore:
         *,
         session_id: str | None = None,
         expert_id: str | None = None,
-    ) -> bool:
-        """Move an open request to a final status; False if it was not open."""
-        cur = await conn.execute(
+    ) -> int | None:
+        """Move an open request to a final status; its ``notified``, or None if not open."""
+        async with conn.execute(
             "UPDATE requests SET status = ?, closed_at = ?, session_id = ?, accepted_expert_id = ?"
-            " WHERE id = ? AND status = 'open'",
+            " WHERE id = ? AND status = 'open' RETURNING notified",
             (status, to_ms(now), session_id, expert_id, request_id),
-        )
-        return cur.rowcount == 1
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
 
     async def close_offers(
         self,

@@ -10,7 +10,9 @@ waiting for a batch to fill).
 
 ``seq`` comes from ``sessions.last_seq`` incremented inside the transaction;
 SQLite's write lock makes it gapless across every node sharing the file. A
-``cid`` already stored returns the first ``seq`` and stores nothing.
+``cid`` its sender already stored returns the first ``seq`` and stores
+nothing (a cid is the sending client's id: the other participant's client
+may well pick the same one).
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class Transcript:
 
     async def _write(self, conn: Any, m: NewMessage) -> Stored:
         async with conn.execute(
-            "SELECT seq, at FROM messages WHERE session_id = ? AND cid = ?", (m.session_id, m.cid)
+            "SELECT seq, at FROM messages WHERE session_id = ? AND from_id = ? AND cid = ?",
+            (m.session_id, m.from_id, m.cid),
         ) as cur:
             row = await cur.fetchone()
         if row is not None:
