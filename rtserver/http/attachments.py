@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -40,7 +41,14 @@ async def may_read(request: Request, user: User, a: Attachment) -> bool:
             req.customer_id == user.id or await node.hub.requests.offer(req.id, user.id)
         ):
             return True
-    return False
+    # Posted in the chat of a session of his (posting links it there too, even
+    # when it was first linked to another session).
+    posted = await node.db.fetchone(
+        "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id"
+        " WHERE m.attachment_id = ? AND (s.customer_id = ? OR s.expert_id = ?) LIMIT 1",
+        (a.id, user.id, user.id),
+    )
+    return posted is not None
 
 
 @api
@@ -54,7 +62,10 @@ async def upload(request: Request) -> Response:
         raise LengthRequired("send Content-Length with uploads")
     if int(length) > limit + FORM_OVERHEAD:
         raise TooLarge(f"attachments are at most {limit} bytes")
-    form = await request.form(max_files=1, max_fields=10)
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except HTTPException as exc:  # a malformed form, or more than one file
+        raise InvalidField(f"not an upload form: {exc.detail}", "file") from None
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):

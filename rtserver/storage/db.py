@@ -167,7 +167,8 @@ MIGRATIONS: list[str] = [
         attachment_id TEXT,
         at INTEGER NOT NULL,
         PRIMARY KEY (session_id, seq),
-        UNIQUE (session_id, cid)
+        -- A cid is its sender's own: the other participant may use the same one.
+        UNIQUE (session_id, from_id, cid)
     );
     CREATE TABLE attachments (
         id TEXT PRIMARY KEY,
@@ -200,29 +201,6 @@ MIGRATIONS: list[str] = [
         BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
     CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
         BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
-    """,
-    # 3: a cid is its sender's own: the other participant may use the same one.
-    """
-    CREATE TABLE messages_v3 (
-        session_id TEXT NOT NULL REFERENCES sessions(id),
-        seq INTEGER NOT NULL,
-        cid TEXT NOT NULL,
-        from_id TEXT NOT NULL REFERENCES users(id),
-        kind TEXT NOT NULL CHECK (kind IN ('text', 'code', 'attachment')),
-        text TEXT,
-        code_language TEXT,
-        code_source TEXT,
-        attachment_id TEXT,
-        at INTEGER NOT NULL,
-        PRIMARY KEY (session_id, seq),
-        UNIQUE (session_id, from_id, cid)
-    );
-    INSERT INTO messages_v3 (session_id, seq, cid, from_id, kind, text, code_language,
-        code_source, attachment_id, at)
-        SELECT session_id, seq, cid, from_id, kind, text, code_language, code_source,
-        attachment_id, at FROM messages;
-    DROP TABLE messages;
-    ALTER TABLE messages_v3 RENAME TO messages;
     """,
 ]
 
