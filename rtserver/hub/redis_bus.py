@@ -60,6 +60,8 @@ return redis.call('GET', KEYS[1]) or ''
 
 STREAM_MAXLEN = 100_000
 OUTBOX_MAX = 50_000
+# Most concurrent commands per node; more wait for a free connection (see RedisBus).
+REDIS_CONNECTIONS = 256
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -87,14 +89,23 @@ class RedisBus(Bus):
         # retrying on a fresh connection hides that from callers. The claim script
         # is safe to retry: a retried claim that had in fact won reads back its own
         # unique value (see claim).
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        #
+        # The pool *blocks* when all its connections are in use. redis-py's default
+        # pool instead fails the command at once ("Too many connections", a
+        # ConnectionError; redis-py 8 caps it at 100 connections): a burst of more
+        # than 100 concurrent claims or publishes (1,000 busy chat sessions) made
+        # accepts fail as `internal` and pushed events into the slow outbox.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=10,
             socket_connect_timeout=2,
             socket_timeout=10,
             health_check_interval=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        self.redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         # The stream reader must *see* a lost connection (to check for a gap),
         # so its client never retries behind its back.
         self._reader = aioredis.Redis.from_url(

@@ -188,8 +188,6 @@ class Rooms:
             if attachment.session_id is None:
                 async with self.hub.db.transaction() as c:
                     await self.attachments.link(c, [attachment.id], session_id=session.id)
-        if text is not None and len(text) > MAX_TEXT:
-            raise TooLarge(f"text is over {MAX_TEXT} characters")
         now_ms = to_ms(self.clock.now())
         stored = await self.transcript.append(
             NewMessage(

@@ -145,9 +145,12 @@ class AttachmentStore:
         return {r["id"]: _attachment(r) for r in rows}
 
     async def of_session(self, session_id: str) -> list[Attachment]:
-        """Files and recordings of a session, oldest first."""
+        """Files and recordings of a session (uploaded to it or posted in its chat)."""
         rows = await self.db.fetchall(
-            "SELECT * FROM attachments WHERE session_id = ? ORDER BY created_at", (session_id,)
+            "SELECT * FROM attachments WHERE session_id = ? OR id IN (SELECT attachment_id"
+            " FROM messages WHERE session_id = ? AND attachment_id IS NOT NULL)"
+            " ORDER BY created_at",
+            (session_id, session_id),
         )
         return [_attachment(r) for r in rows]
 
