@@ -165,11 +165,12 @@ class Rooms:
         self._active(session)
         text = cmd.text
         code_language = code_source = attachment_id = None
+        if text is not None and len(text) > MAX_TEXT:
+            # Any kind may carry text (a caption): one bound for all.
+            raise TooLarge(f"text is over {MAX_TEXT} characters")
         if cmd.kind == "text":
             if not text:
                 raise InvalidField("a text message needs text", "text")
-            if len(text) > MAX_TEXT:
-                raise TooLarge(f"text is over {MAX_TEXT} characters")
         elif cmd.kind == "code":
             if cmd.code is None:
                 raise InvalidField("a code message needs code", "code")
