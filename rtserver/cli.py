@@ -47,6 +47,8 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("billing-check", "how often running billing is vouched for [5s]"),
     ("message-rate", "chat messages per second per socket [10]"),
     ("message-burst", "chat messages a socket may send at once [30]"),
+    ("session-length", "a scheduled session's length, for overlaps [1h]"),
+    ("late-cancel", "cancelling a scheduled session this close to its start costs the fee [1h]"),
     ("commit-batch", "most chat messages per transcript commit; 1 turns group commit off [256]"),
 ]
 

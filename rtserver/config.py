@@ -95,6 +95,12 @@ class Settings:
     message_burst: float = 30.0
     # Most messages one transcript commit carries (1 turns group commit off).
     commit_batch: int = 256
+    # How long a scheduled session is taken to last, for overlaps: an expert
+    # cannot book two sessions that start closer than this.
+    session_length: float = 3600.0
+    # Cancelling a scheduled session this close to its start costs the
+    # canceller the cancellation fee; earlier, it is free.
+    late_cancel: float = 3600.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -145,6 +151,8 @@ _DURATIONS = {
     "presence_ttl",
     "disconnect_grace",
     "billing_check",
+    "session_length",
+    "late_cancel",
 }
 _FLOATS = {"message_rate", "message_burst"}
 _INTS = {

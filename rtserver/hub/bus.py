@@ -60,6 +60,10 @@ class Bus(ABC):
         """Set ``key`` to ``value`` if it has no value; None if we won, else the holder's value."""
 
     @abstractmethod
+    async def release(self, key: str, value: str) -> None:
+        """Drop a claim, only if it still holds ``value`` (compare-and-delete)."""
+
+    @abstractmethod
     async def publish(
         self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None
     ) -> None:
@@ -97,6 +101,12 @@ class EmbeddedBus(Bus):
         if len(self._claims) > 10_000:
             self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
         return None
+
+    async def release(self, key: str, value: str) -> None:
+        """Delete the claim if it is still ours."""
+        held = self._claims.get(key)
+        if held is not None and held[0] == value:
+            del self._claims[key]
 
     async def publish(
         self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None

@@ -58,6 +58,13 @@ end
 return redis.call('GET', KEYS[1]) or ''
 """
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 STREAM_MAXLEN = 100_000
 OUTBOX_MAX = 50_000
 # Most concurrent commands per node; more wait for a free connection (see RedisBus).
@@ -121,6 +128,7 @@ class RedisBus(Bus):
         self.presence_ttl = presence_ttl
         self.metrics = metrics
         self._claim = self.redis.register_script(_CLAIM)
+        self._release = self.redis.register_script(_RELEASE)
         self._outbox: collections.deque[tuple[list[str], bytes]] = collections.deque()
         self._outbox_ready = anyio.Event()
         self._last_id: str = "0-0"
@@ -174,6 +182,10 @@ class RedisBus(Bus):
             return None
         text = held.decode() if isinstance(held, bytes) else str(held)
         return None if text == value else text
+
+    async def release(self, key: str, value: str) -> None:
+        """Compare-and-delete in one script: never drops another's claim."""
+        await self._release(keys=[self.prefix + "claim:" + key], args=[value])
 
     # -- fan-out ---------------------------------------------------------------
 

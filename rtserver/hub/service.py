@@ -16,9 +16,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from rtserver.clock import Clock, from_wire, to_ms, to_wire
+from rtserver.clock import Clock, from_ms, from_wire, to_ms, to_wire
 from rtserver.config import Settings
 from rtserver.core import requests as rules
+from rtserver.core import schedule
 from rtserver.core.matching import Need, next_wave, normalize, rank
 from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RtError
 from rtserver.hub.bus import Bus
@@ -43,6 +44,9 @@ from rtserver.storage.users import User, UserStore
 log = logging.getLogger("rtserver.hub")
 
 REQUEST_TIMER = "request"
+# A scheduled session's reminders (ref "<session>|<ms before>") and no-show check.
+REMINDER_TIMER = "reminder"
+NO_SHOW_TIMER = "no_show"
 # When a wave finds nobody to offer, look again this soon (capped by --offer-ttl),
 # so that an expert who turns available is offered the request quickly.
 EMPTY_WAVE_RETRY = 2.0
@@ -148,8 +152,6 @@ class Hub:
         """Store a new request and send its first wave of offers."""
         if user.role != "customer":
             raise Forbidden("only customers create requests")
-        if cmd.kind == "scheduled":
-            raise InvalidField("scheduled requests are not offered by this server yet", "kind")
         now = self.clock.now()
         try:
             times = [from_wire(t) for t in cmd.proposed_times]
@@ -187,7 +189,11 @@ class Hub:
             wave=0,
             notified=0,
             created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.request_ttl),
+            # An instant request searches for --request-ttl; a scheduled one stays
+            # open until its last proposed time can no longer be booked.
+            expires_at=proposed[-1]
+            if proposed
+            else now + timedelta(seconds=self.settings.request_ttl),
         )
         async with self.db.transaction() as conn:
             await self.requests.insert(conn, request)
@@ -209,15 +215,21 @@ class Hub:
         wave_no = request.wave + 1
         if request.direct_expert_id is not None:
             chosen = [request.direct_expert_id]
+            expires_at = next_due = request.expires_at
+        elif request.kind == "scheduled":
+            # Offers of a scheduled request stay open until it closes (experts may be
+            # offline now); every --offer-ttl more qualified, free experts are added.
+            chosen = await self._choose_scheduled(request)
             expires_at = request.expires_at
+            next_due = min(now + timedelta(seconds=self.settings.offer_ttl), expires_at)
         else:
             chosen = await self._choose(request)
             expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
-        if chosen:
-            next_due = expires_at
-        else:
-            retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
-            next_due = min(now + timedelta(seconds=retry), request.expires_at)
+            if chosen:
+                next_due = expires_at
+            else:
+                retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
+                next_due = min(now + timedelta(seconds=retry), request.expires_at)
         async with self.db.transaction() as conn:
             async with conn.execute(
                 "SELECT status FROM requests WHERE id = ?", (request.id,)
@@ -269,6 +281,27 @@ class Hub:
         wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
         return [c.expert_id for c in wave]
 
+    async def _choose_scheduled(self, request: Request) -> list[str]:
+        """The next wave of a scheduled request: qualified, free at one proposed time."""
+        need = Need.of(request.skills, request.language)
+        candidates = await self.users.candidates(need, available_only=False)
+        offered = await self.requests.offered_experts(request.id)
+        pool = [c for c in candidates if c.expert_id not in offered]
+        if not pool:
+            return []
+        booked = await self.sessions.booked_many([c.expert_id for c in pool])
+        now = self.clock.now()
+        length = self.settings.session_length
+        excluded = {
+            c.expert_id
+            for c in pool
+            if not schedule.free_times(
+                request.proposed_times, booked.get(c.expert_id, []), length, now
+            )
+        }
+        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        return [c.expert_id for c in wave]
+
     async def on_request_timer(self, request_id: str) -> None:
         """A wave ended (or nobody was found): expire it and send the next, or expire all."""
         request = await self.requests.get(request_id)
@@ -284,6 +317,11 @@ class Hub:
             # One offer for the request's whole life; nothing to do before it expires.
             await self._schedule(request.id, request.expires_at)
             return
+        customer = await self.users.by_id(request.customer_id)
+        if request.kind == "scheduled":
+            if customer is not None:
+                await self._dispatch(await self.with_attachments(request), customer)
+            return
         async with self.db.transaction() as conn:
             expired = await self.requests.close_offers(
                 conn, request.id, "expired", "expired", now, wave=request.wave
@@ -292,7 +330,6 @@ class Hub:
             await self.bus.publish(
                 expired, {"type": "offer.revoked", "request_id": request.id, "reason": "expired"}
             )
-        customer = await self.users.by_id(request.customer_id)
         if customer is not None:
             await self._dispatch(await self.with_attachments(request), customer)
 
@@ -304,15 +341,28 @@ class Hub:
     # -- closing: accept, decline, cancel, expire -----------------------------------
 
     async def _close(
-        self, request: Request, status: rules.RequestStatus, expert_id: str | None = None
+        self,
+        request: Request,
+        status: rules.RequestStatus,
+        expert_id: str | None = None,
+        time: datetime | None = None,
     ) -> str | None:
         """Claim the request's one final decision; None if ours (and applied), else the holder's."""
-        # status[:expert]:nonce — the nonce makes each attempt's value unique.
-        value = f"{status}:{expert_id or ''}:{secrets.token_hex(4)}"
-        held = await self.bus.claim(f"request:{request.id}", value, self._claim_ttl(request))
+        # status:expert:booked time:nonce — the nonce makes each attempt's value unique.
+        booked = str(to_ms(time)) if time else ""
+        value = f"{status}:{expert_id or ''}:{booked}:{secrets.token_hex(4)}"
+        key = f"request:{request.id}"
+        held = await self.bus.claim(key, value, self._claim_ttl(request))
         if held is not None:
             return held
-        if not await self._apply(request, value):
+        try:
+            applied = await self._apply(request, value)
+        except _Overlap:
+            # Another booking of this expert won the same time meanwhile: give the
+            # request back to the others.
+            await self.bus.release(key, value)
+            raise InvalidState("you have another session at that time") from None
+        if not applied:
             # Closed in the database without a claim (the bus lost its data): it decided.
             fresh = await self.requests.get(request.id)
             return fresh.status if fresh else "expired"
@@ -324,12 +374,17 @@ class Hub:
 
     async def _apply(self, request: Request, value: str) -> bool:
         """Write a claimed decision and send its events; False if the request was not open."""
-        status, expert_id, _nonce = value.split(":", 2)
+        status, expert_id, booked, _nonce = value.split(":", 3)
+        time = from_ms(int(booked)) if booked else None
         now = self.clock.now()
         session: Session | None = None
         offer_status, reason = _OFFERS_ON_CLOSE[status]
         async with self.db.transaction() as conn:
             if status == "accepted":
+                if time is not None:
+                    taken = await self.sessions.booked_in(conn, expert_id)
+                    if any(schedule.overlaps(time, t, self.settings.session_length) for t in taken):
+                        raise _Overlap
                 profile = await self.users.profile(expert_id)
                 session = Session(
                     id=new_id("s"),
@@ -339,7 +394,7 @@ class Hub:
                     kind=request.kind,
                     title=request.title,
                     status="active" if request.kind == "instant" else "scheduled",
-                    scheduled_at=None,
+                    scheduled_at=time,
                     rate_cents_per_15min=profile.rate_cents_per_15min if profile else 0,
                     created_at=now,
                     started_at=now if request.kind == "instant" else None,
@@ -356,6 +411,8 @@ class Hub:
                 return False
             if session is not None:
                 await self.sessions.insert(conn, session)
+                if time is not None:
+                    await self._schedule_session_timers(conn, session.id, time, now)
                 await self.requests.close_offers(
                     conn, request.id, "accepted", None, now, expert_id=expert_id
                 )
@@ -389,6 +446,16 @@ class Hub:
         await self.bus.publish([request.customer_id], update)
         return True
 
+    async def _schedule_session_timers(
+        self, conn: Any, session_id: str, starts_at: datetime, now: datetime
+    ) -> None:
+        """A booked session's reminders and its no-show check, as durable timers."""
+        for r in schedule.reminders(starts_at, self.settings.reminders, now):
+            ref = f"{session_id}|{int(r.seconds_before * 1000)}"
+            await self.timer_store.schedule(conn, REMINDER_TIMER, ref, to_ms(r.due))
+        due = starts_at + timedelta(seconds=self.settings.no_show)
+        await self.timer_store.schedule(conn, NO_SHOW_TIMER, session_id, to_ms(due))
+
     async def _repair(self, request: Request, held: str) -> None:
         """A claim was won but never written (its node died in between): write it now."""
         log.warning("repairing request=%s decided=%s", request.id, held)
@@ -408,7 +475,7 @@ class Hub:
                 time = from_wire(cmd.time)
             except ValueError:
                 raise InvalidField("time must be ISO-8601 with an offset", "time") from None
-        rules.check_accept(
+        booked = rules.check_accept(
             request.view() if request else None,
             offer.view() if offer else None,
             self.clock.now(),
@@ -417,7 +484,13 @@ class Hub:
         assert request is not None
         if request.kind == "instant" and await self.sessions.busy([user.id]):
             raise InvalidState("you are in an active session")
-        held = await self._close(request, "accepted", user.id)
+        if booked is not None:
+            if booked <= self.clock.now():
+                raise InvalidState("that time has passed")
+            taken = await self.sessions.booked(user.id)
+            if any(schedule.overlaps(booked, t, self.settings.session_length) for t in taken):
+                raise InvalidState("you have another session at that time")
+        held = await self._close(request, "accepted", user.id, booked)
         if held is not None:
             self.metrics.races_lost.inc()
             raise _lost(held)
@@ -501,6 +574,10 @@ _OFFERS_ON_CLOSE: dict[str, tuple[rules.OfferStatus, str | None]] = {
     "expired": ("expired", "expired"),
     "declined": ("declined", None),
 }
+
+
+class _Overlap(Exception):
+    """A booking that would overlap another session of the same expert."""
 
 
 def _lost(held: str) -> RtError:

@@ -202,6 +202,44 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
         BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
     """,
+    # 3: scheduled sessions: who joined, cancellations, notifications, the outbox.
+    """
+    ALTER TABLE sessions ADD COLUMN customer_joined_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN expert_joined_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN cancel_reason TEXT;
+    ALTER TABLE sessions ADD COLUMN cancelled_by TEXT;
+    ALTER TABLE sessions ADD COLUMN fee_cents INTEGER;
+    ALTER TABLE sessions ADD COLUMN charged_user_id TEXT;
+    CREATE INDEX sessions_scheduled ON sessions (status, scheduled_at);
+    -- The dashboard's notifications; (user, kind, key) makes each one exactly once.
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        session_id TEXT,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        read_at INTEGER,
+        UNIQUE (user_id, kind, key)
+    );
+    CREATE INDEX notifications_user ON notifications (user_id, id);
+    -- E-mail and text messages to send, drained by whichever node claims the job.
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        address TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        key TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (user_id, channel, key)
+    );
+    CREATE INDEX outbox_unsent ON outbox (sent_at, id);
+    """,
 ]
 
 

@@ -38,6 +38,11 @@ class Session:
     charge_cents: int | None = None
     platform_fee_cents: int | None = None
     expert_earnings_cents: int | None = None
+    customer_joined_at: datetime | None = None
+    expert_joined_at: datetime | None = None
+    cancel_reason: str | None = None
+    fee_cents: int | None = None
+    charged_user_id: str | None = None
 
     def participants(self) -> tuple[str, str]:
         """The customer and the expert."""
@@ -61,6 +66,21 @@ class Session:
             "last_seq": self.last_seq,
             "billing": {"running": self.billing.running},
             "summary": self.summary(),
+            "joined": [
+                uid
+                for uid, at in (
+                    (self.customer_id, self.customer_joined_at),
+                    (self.expert_id, self.expert_joined_at),
+                )
+                if at is not None
+            ],
+            "cancellation": None
+            if self.cancel_reason is None
+            else {
+                "reason": self.cancel_reason,
+                "fee_cents": self.fee_cents or 0,
+                "charged_user_id": self.charged_user_id,
+            },
         }
 
     def summary(self) -> dict[str, Any] | None:
@@ -106,6 +126,11 @@ def _session(row: Row) -> Session:
         charge_cents=row["charge_cents"],
         platform_fee_cents=row["platform_fee_cents"],
         expert_earnings_cents=row["expert_earnings_cents"],
+        customer_joined_at=t("customer_joined_at"),
+        expert_joined_at=t("expert_joined_at"),
+        cancel_reason=row["cancel_reason"],
+        fee_cents=row["fee_cents"],
+        charged_user_id=row["charged_user_id"],
     )
 
 
@@ -197,6 +222,75 @@ class SessionStore:
             (user_id, user_id),
         )
         return [_session(r) for r in rows]
+
+    async def booked(self, expert_id: str) -> list[datetime]:
+        """Start times of an expert's sessions that still hold his time."""
+        rows = await self.db.fetchall(
+            "SELECT coalesce(scheduled_at, started_at, created_at) AS at FROM sessions"
+            " WHERE expert_id = ? AND status IN ('scheduled', 'active')",
+            (expert_id,),
+        )
+        return [from_ms(r["at"]) for r in rows]
+
+    async def booked_many(self, expert_ids: list[str]) -> dict[str, list[datetime]]:
+        """:meth:`booked` for many experts at once."""
+        if not expert_ids:
+            return {}
+        marks = ",".join("?" * len(expert_ids))
+        rows = await self.db.fetchall(
+            "SELECT expert_id, coalesce(scheduled_at, started_at, created_at) AS at"
+            f" FROM sessions WHERE status IN ('scheduled', 'active') AND expert_id IN ({marks})",
+            expert_ids,
+        )
+        out: dict[str, list[datetime]] = {}
+        for r in rows:
+            out.setdefault(r["expert_id"], []).append(from_ms(r["at"]))
+        return out
+
+    async def booked_in(self, conn: aiosqlite.Connection, expert_id: str) -> list[datetime]:
+        """:meth:`booked`, inside the caller's transaction (sees its writes)."""
+        async with conn.execute(
+            "SELECT coalesce(scheduled_at, started_at, created_at) AS at FROM sessions"
+            " WHERE expert_id = ? AND status IN ('scheduled', 'active')",
+            (expert_id,),
+        ) as cur:
+            return [from_ms(r[0]) for r in await cur.fetchall()]
+
+    async def mark_joined(
+        self, conn: aiosqlite.Connection, session: Session, user_id: str, now: datetime
+    ) -> Session | None:
+        """Record that a participant joined a scheduled session; active once both have."""
+        column = "customer_joined_at" if user_id == session.customer_id else "expert_joined_at"
+        await conn.execute(
+            f"UPDATE sessions SET {column} = coalesce({column}, ?) WHERE id = ?",
+            (to_ms(now), session.id),
+        )
+        await conn.execute(
+            "UPDATE sessions SET status = 'active', started_at = ? WHERE id = ?"
+            " AND status = 'scheduled' AND customer_joined_at IS NOT NULL"
+            " AND expert_joined_at IS NOT NULL",
+            (to_ms(now), session.id),
+        )
+        return await self.get_in(conn, session.id)
+
+    async def cancel(
+        self,
+        conn: aiosqlite.Connection,
+        session_id: str,
+        reason: str,
+        by: str | None,
+        now: datetime,
+        fee_cents: int,
+        charged_user_id: str | None,
+    ) -> bool:
+        """Cancel a scheduled session; False if it was no longer scheduled."""
+        cur = await conn.execute(
+            "UPDATE sessions SET status = 'cancelled', ended_at = ?, cancel_reason = ?,"
+            " cancelled_by = ?, fee_cents = ?, charged_user_id = ?"
+            " WHERE id = ? AND status = 'scheduled'",
+            (to_ms(now), reason, by, fee_cents, charged_user_id, session_id),
+        )
+        return cur.rowcount == 1
 
     async def busy(self, expert_ids: list[str]) -> set[str]:
         """Which of these experts are in an active session now."""

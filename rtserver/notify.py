@@ -1,0 +1,54 @@
+"""Sending e-mails and text messages, behind one small interface.
+
+The core never sends anything itself: it writes to the outbox (in the same
+transaction as what the message is about), and a node drains the outbox
+through a :class:`Sender`. The default :class:`LogSender` writes each message
+to the log (``rtserver.notify``); a real provider (SMTP, an SMS gateway)
+implements :class:`Sender` and is passed to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger("rtserver.notify")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to one address."""
+
+    channel: str  # "email" or "sms"
+    address: str
+    subject: str
+    body: str
+
+
+class Sender(Protocol):
+    """Delivers outgoing messages; raising means "try again later"."""
+
+    async def send(self, message: Outgoing) -> None:
+        """Deliver one message."""
+        ...
+
+
+class LogSender:
+    """The default: each message becomes one log line."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    async def send(self, message: Outgoing) -> None:
+        """Log the message (and keep it, for whoever embeds the server)."""
+        self.sent.append(message)
+        if len(self.sent) > 1000:
+            del self.sent[:500]
+        log.info(
+            "%s to=%s subject=%r body=%r",
+            message.channel,
+            message.address,
+            message.subject,
+            message.body,
+        )
