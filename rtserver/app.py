@@ -29,7 +29,9 @@ from rtserver.hub.connections import Connection, Registry
 from rtserver.hub.redis_bus import RedisBus
 from rtserver.hub.service import Hub
 from rtserver.metrics import Metrics
+from rtserver.notify import LogSender, Sender
 from rtserver.protocol import FrameError, error, ok, parse_frame
+from rtserver.rooms.scheduled import Scheduled
 from rtserver.rooms.service import Rooms
 from rtserver.schemas import (
     ALL_COMMANDS,
@@ -45,6 +47,7 @@ from rtserver.schemas import (
     RequestCancel,
     RequestCreate,
     RequestMessage,
+    SessionCancel,
     SessionEnd,
     SessionJoin,
     SessionLeave,
@@ -64,7 +67,9 @@ SERVED = command_types(ALL_COMMANDS)
 class Node:
     """One server process: storage, bus, hub, sockets, metrics."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, sender: Sender | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics(settings.node_id)
@@ -94,7 +99,8 @@ class Node:
         self.hub = Hub(
             settings, self.clock, self.db, self.bus, self.registry, self.metrics, self.attachments
         )
-        self.rooms = Rooms(self.hub, self.attachments)
+        self.scheduled = Scheduled(self.hub, sender or LogSender())
+        self.rooms = Rooms(self.hub, self.attachments, self.scheduled)
         self.dummy_hash = ""
 
     @asynccontextmanager
@@ -191,12 +197,16 @@ class Node:
                 return await self.rooms.billing(user, cmd)
             case SessionEnd():
                 return await self.rooms.end(user, cmd)
+            case SessionCancel():
+                return await self.rooms.cancel(user, cmd)
         raise InvalidState(f"{type(cmd).__name__} is not served")  # pragma: no cover
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
-    """A Starlette app serving one node."""
-    node = Node(settings, clock)
+def create_app(
+    settings: Settings, clock: Clock | None = None, sender: Sender | None = None
+) -> Starlette:
+    """A Starlette app serving one node (``sender`` delivers e-mails; default: the log)."""
+    node = Node(settings, clock, sender)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

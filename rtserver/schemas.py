@@ -137,6 +137,12 @@ class BillingPause(Command, tag="billing.pause", kw_only=True, frozen=True):
     session_id: ObjId
 
 
+class SessionCancel(Command, tag="session.cancel", kw_only=True, frozen=True):
+    """Either side cancels a scheduled session before it starts (an extension)."""
+
+    session_id: ObjId
+
+
 class SessionEnd(Command, tag="session.end", kw_only=True, frozen=True):
     """A participant ends the session; the expert may discount it."""
 
@@ -160,6 +166,7 @@ ALL_COMMANDS: tuple[type[Command], ...] = (
     BillingStart,
     BillingPause,
     SessionEnd,
+    SessionCancel,
 )
 
 

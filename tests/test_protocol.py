@@ -361,7 +361,7 @@ def test_known_restricts_the_served_types() -> None:
 
 def test_command_types_covers_every_command() -> None:
     types = command_types()
-    assert len(types) == len(ALL_COMMANDS) == 15
+    assert len(types) == len(ALL_COMMANDS) == 16
     assert set(types) == {
         "hello",
         "ping",
@@ -378,6 +378,7 @@ def test_command_types_covers_every_command() -> None:
         "billing.start",
         "billing.pause",
         "session.end",
+        "session.cancel",
     }
     assert types["session.join"] is SessionJoin
 

@@ -10,6 +10,7 @@ from rtserver.clock import to_ms
 from rtserver.errors import Forbidden, NotFound, Unauthenticated
 from rtserver.http.common import api, body, current_user, json_response, node_of
 from rtserver.schemas import LoginBody, PreferencesBody, RegisterBody
+from rtserver.storage.notifications import notification_wire
 from rtserver.storage.users import Profile
 
 
@@ -127,6 +128,31 @@ async def get_session(request: Request) -> Response:
     return json_response({"session": wire})
 
 
+@api
+async def list_notifications(request: Request) -> Response:
+    """The user's dashboard notifications, newest first (``?unread=1``: unread only)."""
+    node = node_of(request)
+    user = await current_user(request)
+    rows = await node.scheduled.notifications.of_user(
+        user.id, unread_only=request.query_params.get("unread") in ("1", "true")
+    )
+    return json_response({"notifications": [notification_wire(r) for r in rows]})
+
+
+@api
+async def read_notification(request: Request) -> Response:
+    """Mark one of the user's notifications read."""
+    node = node_of(request)
+    user = await current_user(request)
+    try:
+        nid = int(request.path_params["notification_id"])
+    except ValueError:
+        raise NotFound("no such notification") from None
+    if not await node.scheduled.notifications.mark_read(user.id, nid, node.clock.now()):
+        raise NotFound("no such notification")
+    return json_response({})
+
+
 routes = [
     Route("/api/auth/register", register, methods=["POST"]),
     Route("/api/auth/login", login, methods=["POST"]),
@@ -136,4 +162,6 @@ routes = [
     Route("/api/requests/{request_id}", get_request, methods=["GET"]),
     Route("/api/offers", list_offers, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/api/notifications", list_notifications, methods=["GET"]),
+    Route("/api/notifications/{notification_id}/read", read_notification, methods=["POST"]),
 ]

@@ -118,6 +118,14 @@ def openapi_document() -> dict[str, Any]:
             "/api/sessions/{session_id}": {
                 "get": _op("One session (its participants)", params=("session_id",))
             },
+            "/api/notifications": {"get": _op("The user's notifications (reminders)")},
+            "/api/notifications/{notification_id}/read": {
+                "post": _op("Mark a notification read", params=("notification_id",))
+            },
+            "/api/attachments": {"post": _op("Upload an attachment (multipart)", ok="201")},
+            "/api/attachments/{attachment_id}": {
+                "get": _op("An attachment's bytes", params=("attachment_id",))
+            },
             "/healthz": {"get": _op("Liveness", auth=False)},
             "/metrics": {"get": _op("Prometheus metrics", auth=False)},
         },

@@ -21,10 +21,12 @@ from rtserver.core.ratelimit import TokenBucket
 from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RateLimited, TooLarge
 from rtserver.hub.connections import Connection
 from rtserver.hub.service import Hub
+from rtserver.rooms.scheduled import Scheduled
 from rtserver.schemas import (
     BillingPause,
     BillingStart,
     MessageSend,
+    SessionCancel,
     SessionEnd,
     SessionJoin,
     SessionLeave,
@@ -46,13 +48,14 @@ MAX_CODE = 60_000
 class Rooms:
     """Session rooms of one node."""
 
-    def __init__(self, hub: Hub, attachments: AttachmentStore) -> None:
+    def __init__(self, hub: Hub, attachments: AttachmentStore, scheduled: Scheduled) -> None:
         self.hub = hub
         self.settings = hub.settings
         self.clock = hub.clock
         self.bus = hub.bus
         self.sessions = hub.sessions
         self.attachments = attachments
+        self.scheduled = scheduled
         self.transcript = Transcript(hub.db, batch=self.settings.commit_batch)
         self.ledger = Ledger(hub.db)
         self.grace_ms = int(self.settings.disconnect_grace * 1000)
@@ -100,6 +103,8 @@ class Rooms:
         session = await self._session(conn.user, cmd.session_id)
         if session.status in ("ended", "cancelled"):
             raise InvalidState(f"session is {session.status}")
+        if session.status == "scheduled":
+            session = await self.scheduled.join(conn.user, session)
         conn.joined.add(session.id)
         rows = await self.transcript.after(session.id, cmd.after_seq)
         people = await self.hub.people(session.participants())
@@ -302,6 +307,11 @@ class Rooms:
                     **self.billing_wire(session_id, b),
                 },
             )
+
+    async def cancel(self, user: User, cmd: SessionCancel) -> dict[str, Any]:
+        """Cancel a scheduled session before it starts."""
+        session = await self._session(user, cmd.session_id)
+        return await self.scheduled.cancel(user, session)
 
     # -- the end -------------------------------------------------------------------------
 
