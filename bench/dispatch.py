@@ -1,46 +1,51 @@
 """Dispatch benchmark: ``request.create`` to ``accepted``, with N connected experts.
 
-Run it from the repository root, in the project's venv::
+Run it from the repository root, in the project's venv (``. .venv/bin/activate``)::
 
     python bench/dispatch.py --experts 100,1000,5000
-    python bench/dispatch.py --experts 100,1000 --redis
+    python bench/dispatch.py --experts 100,1000,5000 --redis
+    python bench/dispatch.py --help            # every knob, with its default
 
 For each N it starts a fresh server (``python -m rtserver serve`` as a
 subprocess, embedded hub; with ``--redis``, two node processes sharing one
-private redis-server and one data dir) on free ports of 127.0.0.1, with a
-private data dir in a temporary directory, the cheap KDF flags
-(``--kdf-memory-kib 1024 --kdf-time-cost 1``) and the default
-``--offer-batch 5``. It registers the customers and N experts (plus spares)
-concurrently over HTTP, then measures:
+private redis-server and one data dir, experts and customers spread over
+both) on free ports of 127.0.0.1, with a private data dir in a temporary
+directory, the cheap KDF flags (``--kdf-memory-kib 1024 --kdf-time-cost 1``)
+and ``--offer-batch 5``. It registers the customers and N experts (plus
+spares) concurrently over HTTP, then measures:
 
 1. **memory per idle connection**: the server's VmRSS (``/proc/<pid>/status``)
    before and after the N experts' sockets are connected and authenticated
-   (``hello``, nothing else), ``(after - before) / N``;
-2. **latency**: ``--requests`` instant requests sent one after another by a
-   customer, each timed from sending ``request.create`` to receiving its
-   ``request.update`` with status ``accepted``, while every expert answers each
-   ``offer.new`` with ``offer.accept`` at once; the lost accepts
-   (``offer_taken``) of each request are counted;
+   (``hello``, nothing else): ``(after - before) / N``, summed over the nodes;
+2. **latency**: ``--requests`` instant requests sent one after another, each
+   timed from sending ``request.create`` to receiving its ``request.update``
+   with status ``accepted``, while every expert answers each ``offer.new`` with
+   ``offer.accept`` at once; the lost accepts (``offer_taken``) of each request
+   are counted, and so is the rest of the contract's rule 1 (one ``ok``);
 3. **throughput**: ``--customers`` customers each keep one request in flight
    until ``--throughput-requests`` have been sent or ``--throughput-seconds``
-   have passed; requests accepted per second.
+   have passed; accepted requests per second, from the start to the last
+   accept. A request not accepted within ``--request-timeout`` is cancelled by
+   its customer and counted as *stalled*.
 
-The winner of a request gets an active session and, since sessions cannot be
-ended yet, would never be offered work again. So each winner's client sets
-itself ``away`` and disconnects, and a spare expert (registered up front)
-connects and becomes available in its place: N experts stay connected and
-available throughout. In the latency phase the next request is sent only once
-the replacement is available.
+Every winner gets an active session and would never be offered work again. So
+each winner's client sets itself ``away`` and disconnects, and a spare expert
+(registered up front) connects and becomes available in its place: N experts
+stay connected and available throughout. In the latency phase the next request
+is sent only once the replacement is available (not timed).
 
 Experts run in ``--workers`` separate processes (asyncio, one socket each),
-customers in this process, so that the timing side is not slowed by the 5000
-expert sockets. The CPU time of every process (server nodes, redis-server,
-expert workers, this one) is read from ``/proc/<pid>/stat`` per phase, to see
-which side is the bottleneck.
+customers in this process, so that the timing side is not slowed by thousands
+of expert sockets; the workers freeze their heap after connecting so that their
+own GC pauses stay out of the figures. The CPU time of every process (server
+nodes, redis-server, expert workers, this one, and the rest of the machine) is
+sampled from ``/proc`` during each phase, to show which side is the bottleneck
+and whether anything else was running.
 
 Everything targets 127.0.0.1 only, every phase is bounded in count and time,
-and every process started is stopped at the end. Results are printed as a
-table and written as JSON to ``bench/results/``.
+and every process started is stopped at the end. Results are printed as
+Markdown tables and written as JSON to ``bench/results/`` (with the nodes' logs
+beside it when they hold warnings or errors).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
+import gc
 import json
 import math
 import multiprocessing
@@ -57,6 +63,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,6 +110,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU time spent by all processes of the machine so far (all cores), seconds."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 class CpuMeter:
     """CPU use of some processes, in % of one core, sampled every ``period`` seconds."""
 
@@ -112,7 +126,10 @@ class CpuMeter:
         self.samples: list[tuple[float, dict[str, float]]] = [(time.perf_counter(), self.now())]
 
     def now(self) -> dict[str, float]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        # The whole machine too, to see any load that is not ours ("others").
+        used["machine"] = machine_busy_seconds()
+        return used
 
     async def run(self) -> None:
         """Sample until cancelled."""
@@ -126,7 +143,10 @@ class CpuMeter:
         t0, first = max((s for s in self.samples if s[0] <= start), default=self.samples[0])
         t1, last = min((s for s in self.samples if s[0] >= end), default=self.samples[-1])
         elapsed = max(t1 - t0, 1e-9)
-        return {name: round(100 * (last[name] - first[name]) / elapsed, 1) for name in last}
+        use = {name: round(100 * (last[name] - first[name]) / elapsed, 1) for name in last}
+        ours = sum(v for k, v in use.items() if k != "machine")
+        use["others"] = round(max(use["machine"] - ours, 0.0), 1)
+        return use
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float | int]:
@@ -234,11 +254,12 @@ class ExpertPool:
                 if command is None or command["op"] == "stop":
                     break
                 conn.send(await getattr(self, "op_" + command["op"])())
-            for task in list(self.tasks):
-                task.cancel()
+            # Close first, so that no pending command is left with an unread error.
             await asyncio.gather(
                 *(asyncio.wait_for(c.close(), 5) for c in self.clients), return_exceptions=True
             )
+            for task in list(self.tasks):
+                task.cancel()
         conn.send({"stopped": True})
 
     async def op_connect(self) -> dict[str, Any]:
@@ -252,6 +273,10 @@ class ExpertPool:
         self.clients.extend(clients)
         for c in clients:
             self.start_serving(c)
+        # Keep the load generator's own GC pauses (hundreds of ms with 5000 sockets'
+        # objects) out of the figures: what is alive now is never collected.
+        gc.collect()
+        gc.freeze()
         return {"connected": len(clients), "seconds": time.monotonic() - started}
 
     async def op_available(self) -> dict[str, Any]:
@@ -451,6 +476,7 @@ class Customer:
 
     async def one_request(self, n: int, timeout: float) -> dict[str, Any]:
         """Create one instant request and wait for its final update."""
+        sent_at = time.time()
         sent = time.perf_counter()
         reply = await self.client.call(
             "request.create",
@@ -477,6 +503,7 @@ class Customer:
             "status": ev["status"],
             "create_ms": (created - sent) * 1000,
             "accepted_ms": (at - sent) * 1000,
+            "sent_at": round(sent_at, 3),
             "done_at": at,
             "notified": ev.get("notified"),
         }
@@ -525,13 +552,13 @@ class Bench:
             self.nodes.append(node)
         self.apis = [Api(n.http) for n in self.nodes]
 
-    async def register(self, role: str, count: int, offset: int) -> list[str]:
+    async def register(self, role: str, count: int) -> list[str]:
         """``count`` new accounts over HTTP, spread over the nodes; their tokens."""
 
         async def one(i: int) -> str:
             api = self.apis[i % len(self.apis)]
             _, token = await api.register(
-                f"{role}-{self.n}-{offset + i}@bench.example", PASSWORD, f"{role} {i}", role
+                f"{role}-{self.n}-{i}@bench.example", PASSWORD, f"{role} {i}", role
             )
             if role == "expert":
                 await api.preferences(token, skills=[SKILL], languages=["en"])
@@ -545,8 +572,8 @@ class Bench:
         await self.start_servers()
         spares_needed = args.requests + args.throughput_requests + 10
         t0 = time.monotonic()
-        customer_tokens = await self.register("customer", len(self.nodes) + args.customers, 0)
-        expert_tokens = await self.register("expert", n + spares_needed, 0)
+        customer_tokens = await self.register("customer", len(self.nodes) + args.customers)
+        expert_tokens = await self.register("expert", n + spares_needed)
         result["register"] = {
             "accounts": len(customer_tokens) + len(expert_tokens),
             "seconds": round(time.monotonic() - t0, 1),
@@ -672,7 +699,9 @@ class Bench:
         end = max(finished, default=time.perf_counter())
         span = max(end - start, 1e-9)
         phase = self.phase_result(done, await self.worker_stats(), meter.between(start, end))
+        server = sum(v for k, v in phase["cpu_percent"].items() if k.startswith(("node", "redis")))
         phase |= {
+            "server_cpu_ms_per_accepted": round(server * 10 * span / max(len(finished), 1), 1),
             "customers": args.customers,
             "seconds": round(span, 2),
             "seconds_with_stalls": round(time.perf_counter() - start, 2),
@@ -727,6 +756,11 @@ class Bench:
             "statuses": dict(collections.Counter(o["status"] for o in outcomes)),
             "create_ms": summarize([o["create_ms"] for o in outcomes]),
             "accepted_ms": summarize([o["accepted_ms"] for o in accepted]),
+            "accepted_ms_in_order": [round(o["accepted_ms"], 1) for o in accepted],
+            "slowest": [
+                {k: o[k] for k in ("id", "sent_at", "create_ms", "accepted_ms")}
+                for o in sorted(accepted, key=lambda o: -o["accepted_ms"])[:5]
+            ],
             "offers_per_request": summarize([r["offer.new"] for r in rows]),
             "lost_per_request": summarize([r["offer_taken"] for r in rows]),
             "other_answers_per_request": summarize([other_answers(r) for r in rows]),
@@ -785,25 +819,104 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_revision() -> str:
+    """The commit measured, with ``+dirty`` when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def table(mode: str, results: list[dict[str, Any]]) -> str:
-    """The figures as a Markdown table."""
-    head = (
-        "| mode | experts | KiB/socket | p50 ms | p99 ms | mean ms | max ms | lost/req"
-        " | accepted/s | thr p50 ms | thr p99 ms | server CPU % (thr) | clients CPU % (thr) |"
+    """The figures as Markdown tables: latency and memory, then throughput."""
+
+    def row(*cells: Any) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    def cpu(phase: dict[str, Any], prefixes: tuple[str, ...]) -> str:
+        used = phase["cpu_percent"]
+        return " + ".join(f"{v:.0f}" for k, v in used.items() if k.startswith(prefixes))
+
+    lat_head = (
+        "mode",
+        "experts",
+        "KiB/socket",
+        "connects/s",
+        "requests",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        "max ms",
+        "create ok p50 ms",
+        "lost/req",
+        "server CPU %",
+        "others CPU %",
     )
-    lines = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
+    thr_head = (
+        "mode",
+        "experts",
+        "customers",
+        "accepted",
+        "stalled",
+        "accepted/s",
+        "p50 ms",
+        "p99 ms",
+        "busy refusals",
+        "server CPU %",
+        "server CPU ms/accepted",
+        "clients CPU %",
+        "others CPU %",
+    )
+    lines = [row(*lat_head), row(*["---"] * len(lat_head))]
     for r in results:
-        lat, thr = r["latency"], r["throughput"]
-        cpu = thr["cpu_percent"]
-        server = "+".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith(("node", "redis")))
-        clients = "+".join(f"{v:.0f}" for k, v in cpu.items() if k.startswith(("worker", "bench")))
+        lat = r["latency"]
+        ms = lat["accepted_ms"]
         lines.append(
-            f"| {mode} | {r['experts']} | {r['memory']['kib_per_socket']}"
-            f" | {lat['accepted_ms'].get('p50')} | {lat['accepted_ms'].get('p99')}"
-            f" | {lat['accepted_ms'].get('mean')} | {lat['accepted_ms'].get('max')}"
-            f" | {lat['lost_per_request'].get('mean')}"
-            f" | {thr['accepted_per_second']} | {thr['accepted_ms'].get('p50')}"
-            f" | {thr['accepted_ms'].get('p99')} | {server} | {clients} |"
+            row(
+                mode,
+                r["experts"],
+                r["memory"]["kib_per_socket"],
+                r["connect"]["per_second"],
+                lat["requests"],
+                ms.get("p50"),
+                ms.get("p99"),
+                ms.get("mean"),
+                ms.get("max"),
+                lat["create_ms"].get("p50"),
+                lat["lost_per_request"].get("mean"),
+                cpu(lat, ("node", "redis")),
+                cpu(lat, ("others",)),
+            )
+        )
+    lines += ["", row(*thr_head), row(*["---"] * len(thr_head))]
+    for r in results:
+        thr = r["throughput"]
+        accepted = thr["statuses"].get("accepted", 0)
+        lines.append(
+            row(
+                mode,
+                r["experts"],
+                thr["customers"],
+                accepted,
+                thr["requests"] - accepted,
+                thr["accepted_per_second"],
+                thr["accepted_ms"].get("p50"),
+                thr["accepted_ms"].get("p99"),
+                thr["answers"].get("invalid_state", 0),
+                cpu(thr, ("node", "redis")),
+                thr["server_cpu_ms_per_accepted"],
+                cpu(thr, ("worker", "bench")),
+                cpu(thr, ("others",)),
+            )
         )
     return "\n".join(lines)
 
@@ -832,7 +945,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=1, help="expert worker processes [1]")
     p.add_argument(
-        "--request-timeout", type=float, default=30, help="give up on one request after [30s]"
+        "--request-timeout",
+        type=float,
+        default=5,
+        help="a customer cancels a request not accepted after this; counted as stalled [5s]",
     )
     p.add_argument("--phase-seconds", type=float, default=600, help="latency phase at most [600s]")
     p.add_argument("--out", type=Path, default=None, help="JSON file [bench/results/...]")
@@ -843,6 +959,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     mode = "redis (2 nodes)" if args.redis else "embedded"
+    if args.decline_refused:
+        mode += ", decline refused"
     report: dict[str, Any] = {
         "benchmark": "dispatch",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -850,6 +968,7 @@ async def main(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         "argv": sys.argv[1:],
         "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"sizes": args.sizes},
         "machine": machine(),
+        "git": git_revision(),
         "results": [],
     }
     for n in args.sizes:
