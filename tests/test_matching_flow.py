@@ -210,3 +210,29 @@ async def test_request_messages_reach_both_sides(node: Node, api: Api) -> None:
     assert got["from"]["role"] == "customer"
     for c in (customer, expert):
         await c.close()
+
+
+async def test_winning_withdraws_the_winners_other_offers(data_dir: Path) -> None:
+    # One expert holds offers of two requests; when he wins the first, his offer of
+    # the second is withdrawn and its next wave goes out at once, not after 60 s.
+    settings = node_settings(data_dir, offer_batch=1, offer_ttl="60s")
+    async with run_node(settings) as node:
+        api = Api(node.http)
+        _, t1 = await new_customer(api)
+        _, t2 = await new_customer(api)
+        c1 = await Client.connect(node.ws, t1)
+        c2 = await Client.connect(node.ws, t2)
+        _, first = await online_expert(node, api, name="First")
+        r1 = (await create(c1))["id"]
+        r2 = (await create(c2))["id"]
+        await first.wait_event("offer.new", lambda e: e["offer"]["request_id"] == r1)
+        await first.wait_event("offer.new", lambda e: e["offer"]["request_id"] == r2)
+        _, second = await online_expert(node, api, name="Second")
+        await first.call("offer.accept", request_id=r1)
+        revoked = await first.wait_event("offer.revoked", lambda e: e["request_id"] == r2)
+        assert revoked["reason"] == "taken"
+        offer = await second.wait_event("offer.new", timeout=10)
+        assert offer["offer"]["request_id"] == r2
+        for c in (c1, c2, first, second):
+            await c.close()
+        await api.aclose()

@@ -409,8 +409,13 @@ class Hub:
             )
             if notified is None:
                 return False
+            withdrawn: list[str] = []
             if session is not None:
                 await self.sessions.insert(conn, session)
+                if session.status == "active":
+                    # Busy now: his offers of other instant requests could only
+                    # answer invalid_state; hand them back to those requests.
+                    withdrawn = await self.requests.withdraw_instant_offers(conn, expert_id, now)
                 if time is not None:
                     await self._schedule_session_timers(conn, session.id, time, now)
                 await self.requests.close_offers(
@@ -429,6 +434,11 @@ class Hub:
             await self.bus.publish(
                 revoked, {"type": "offer.revoked", "request_id": request.id, "reason": reason}
             )
+        for other in withdrawn:
+            await self.bus.publish(
+                [expert_id], {"type": "offer.revoked", "request_id": other, "reason": "taken"}
+            )
+            await self._advance_if_unanswered(other)
         update: dict[str, Any] = {
             "type": "request.update",
             "request_id": request.id,
@@ -519,12 +529,18 @@ class Hub:
                 conn, request.id, "declined", None, now, expert_id=user.id
             )
         log.info("offer declined request=%s expert=%s", request.id, user.id)
-        if offer.wave == request.wave and not await self.requests.open_offer_count(
-            request.id, request.wave
-        ):
+        if offer.wave == request.wave:
             # Everyone in this wave said no: do not wait for its TTL.
-            await self._schedule(request.id, now)
+            await self._advance_if_unanswered(request.id)
         return {}
+
+    async def _advance_if_unanswered(self, request_id: str) -> None:
+        """If no offer of the request's current wave is open, send the next wave now."""
+        request = await self.requests.get(request_id)
+        if request is None or request.status != "open" or request.direct_expert_id:
+            return
+        if not await self.requests.open_offer_count(request.id, request.wave):
+            await self._schedule(request.id, self.clock.now())
 
     async def cancel(self, user: User, cmd: RequestCancel) -> dict[str, Any]:
         """The customer withdraws an open request."""

@@ -287,6 +287,22 @@ class RequestStore:
         async with conn.execute(sql + " RETURNING expert_id", params) as cur:
             return [r[0] for r in await cur.fetchall()]
 
+    async def withdraw_instant_offers(
+        self, conn: aiosqlite.Connection, expert_id: str, now: datetime
+    ) -> list[str]:
+        """Revoke an expert's open offers of instant requests (he just became busy).
+
+        Returns the requests they belonged to.
+        """
+        async with conn.execute(
+            "UPDATE offers SET status = 'revoked', reason = 'busy', closed_at = ?"
+            " WHERE expert_id = ? AND status = 'open' AND request_id IN"
+            " (SELECT id FROM requests WHERE kind = 'instant' AND status = 'open')"
+            " RETURNING request_id",
+            (to_ms(now), expert_id),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
     async def add_message(self, request_id: str, from_id: str, text: str, at: datetime) -> int:
         """Store a message about a request; its id."""
         async with self.db.transaction() as conn:
