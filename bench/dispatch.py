@@ -57,10 +57,8 @@ import contextlib
 import datetime
 import gc
 import json
-import math
 import multiprocessing
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -75,16 +73,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 import websockets  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    machine,
+    machine_busy_seconds,
+    new_loop,
+    summarize,
+)
 from clients.rtclient import Api, Client  # noqa: E402
 from tests.servers import ProcessNode, RedisServer, node_settings  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 PASSWORD = "password-123"
 SKILL = "python"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Per-request counters kept by the expert workers: "offer.new", "revoked:<reason>",
 # and each accept's outcome: "ok", "offer_taken", any other error code, "no_reply",
@@ -101,20 +104,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by all processes of the machine so far (all cores), seconds."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 class CpuMeter:
@@ -149,24 +138,6 @@ class CpuMeter:
         return use
 
 
-def summarize(samples: Sequence[float]) -> dict[str, float | int]:
-    """count, mean, p50, p99 (nearest rank) and max, rounded to 0.01."""
-    if not samples:
-        return {"count": 0}
-    ordered = sorted(samples)
-
-    def pct(q: float) -> float:
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
-
-    return {
-        "count": len(ordered),
-        "mean": round(sum(ordered) / len(ordered), 2),
-        "p50": round(pct(0.50), 2),
-        "p99": round(pct(0.99), 2),
-        "max": round(ordered[-1], 2),
-    }
-
-
 def other_answers(counts: Counts) -> int:
     """Accepts answered neither ``ok`` nor ``offer_taken`` (or not answered)."""
     usual = ("offer.new", "ok", "offer_taken")
@@ -186,15 +157,6 @@ async def gather_bounded(
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(one(f)) for f in factories]
     return [t.result() for t in tasks]
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (as the server uses), else asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
 # -- the expert side: worker processes -----------------------------------------
@@ -791,32 +753,6 @@ class Bench:
 
 
 # -- the command ------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    mem_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gib": round(mem_kib / 2**20, 1),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "websockets": websockets.__version__,
-        "httpx": httpx.__version__,
-    }
 
 
 def git_revision() -> str:

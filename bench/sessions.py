@@ -76,7 +76,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import shutil
 import signal
 import sqlite3
@@ -94,12 +93,18 @@ sys.path.insert(0, str(ROOT))
 
 import websockets  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    machine,
+    machine_busy_seconds,
+    new_loop,
+    summarize,
+)
 from clients.rtclient import Api, Client  # noqa: E402
 from tests.servers import ProcessNode, RedisServer, node_settings  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 PASSWORD = "password-123"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIGS = {
     "a": "one node, embedded hub, group commit (--commit-batch 256)",
     "b": "one node, embedded hub, no group commit (--commit-batch 1)",
@@ -116,53 +121,12 @@ FILLER = (
 # -- small helpers -------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads) so far, seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by every process on the machine so far (all cores), seconds."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLK_TCK
-
-
 def rss_mib(pid: int) -> float:
     """VmRSS of a process, MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
-
-
-def summarize(samples: Sequence[float]) -> dict[str, float | int]:
-    """count, mean, p50, p99 (nearest rank) and max, in ms rounded to 0.01."""
-    if not samples:
-        return {"count": 0}
-    ordered = sorted(samples)
-
-    def pct(q: float) -> float:
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
-
-    return {
-        "count": len(ordered),
-        "mean": round(sum(ordered) / len(ordered), 2),
-        "p50": round(pct(0.50), 2),
-        "p99": round(pct(0.99), 2),
-        "max": round(ordered[-1], 2),
-    }
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (as the server uses), else asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
 def message_text(index: int, n: int, size: int) -> str:
@@ -778,25 +742,6 @@ def table(results: list[dict[str, Any]]) -> str:
         " others: every other process on the machine)"
     )
     return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError):
-        mem = Path("/proc/meminfo").read_text().splitlines()[0]
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory": mem,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

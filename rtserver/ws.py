@@ -68,6 +68,8 @@ class Socket:
         try:
             if first:
                 await node.bus.user_connected(user.id)
+                if user.role == "expert" and user.presence == "available":
+                    await node.hub.expert_free(user.id)
             conn.send_nowait(
                 ok(
                     hello_id,

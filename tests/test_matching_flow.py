@@ -236,3 +236,29 @@ async def test_winning_withdraws_the_winners_other_offers(data_dir: Path) -> Non
         for c in (c1, c2, first, second):
             await c.close()
         await api.aclose()
+
+
+async def test_a_request_waiting_for_anyone_is_offered_to_an_expert_who_turns_available(
+    data_dir: Path,
+) -> None:
+    # Nobody qualifies at first; an expert turning available is offered the request
+    # at once, not at the next safety-net retry (10 s) or wave (60 s).
+    settings = node_settings(data_dir, offer_ttl="60s")
+    async with run_node(settings) as node:
+        api = Api(node.http)
+        _, ctoken = await new_customer(api)
+        customer = await Client.connect(node.ws, ctoken)
+        _, etoken = await new_expert(api)
+        expert = await Client.connect(node.ws, etoken)
+        request = await create(customer)
+        assert request["notified"] == 0
+        await expert.call("presence", status="available")
+        offer = await expert.wait_event("offer.new", timeout=5)
+        assert offer["offer"]["request_id"] == request["id"]
+        update = await customer.wait_event(
+            "request.update", lambda e: e["notified"] == 1, timeout=5
+        )
+        assert update["status"] == "open"
+        for c in (customer, expert):
+            await c.close()
+        await api.aclose()

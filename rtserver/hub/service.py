@@ -47,9 +47,10 @@ REQUEST_TIMER = "request"
 # A scheduled session's reminders (ref "<session>|<ms before>") and no-show check.
 REMINDER_TIMER = "reminder"
 NO_SHOW_TIMER = "no_show"
-# When a wave finds nobody to offer, look again this soon (capped by --offer-ttl),
-# so that an expert who turns available is offered the request quickly.
-EMPTY_WAVE_RETRY = 2.0
+# When a wave finds nobody to offer, look again this soon (capped by --offer-ttl).
+# A safety net only: an expert who turns available, connects available, or ends a
+# session wakes the waiting requests at once (Hub.expert_free).
+EMPTY_WAVE_RETRY = 10.0
 # Claims outlive their request by a day: later commands still read who won.
 CLAIM_GRACE = 86_400.0
 
@@ -144,7 +145,23 @@ class Hub:
             raise Forbidden("only experts have a presence")
         await self.users.set_presence(user.id, cmd.status)
         log.info("presence user=%s status=%s", user.id, cmd.status)
+        if cmd.status == "available":
+            await self.expert_free(user.id)
         return {"status": cmd.status}
+
+    async def expert_free(self, expert_id: str) -> None:
+        """An expert turned available (or connected so): requests waiting for anyone
+        (their current wave has no open offer) look again now instead of at their
+        next retry, so that he is offered them at once."""
+        waiting = await self.requests.waiting()
+        if not waiting:
+            return
+        now_ms = to_ms(self.clock.now())
+        async with self.db.transaction() as conn:
+            for request_id in waiting:
+                await self.timer_store.schedule(conn, REQUEST_TIMER, request_id, now_ms)
+        self.timers.wake()
+        log.info("expert free expert=%s waiting_requests=%d", expert_id, len(waiting))
 
     # -- creating and matching ---------------------------------------------------
 

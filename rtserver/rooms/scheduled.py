@@ -157,11 +157,16 @@ class Scheduled:
         """Either side cancels before the start; within --late-cancel it costs the fee."""
         if session.status != "scheduled" or session.scheduled_at is None:
             raise InvalidState(f"session is {session.status}")
+        now = self.clock.now()
+        if now >= session.scheduled_at:
+            # From the start on, the no-show check decides who (if anyone) pays:
+            # a side that came and waited must not pay as the canceller.
+            raise InvalidState("the session has started; it is cancelled if a side does not join")
         other = session.expert_id if user.id == session.customer_id else session.customer_id
         fee = schedule.cancel_fee(
             user.id,
             other,
-            self.clock.now(),
+            now,
             session.scheduled_at,
             self.settings.late_cancel,
             self.settings.cancellation_fee,

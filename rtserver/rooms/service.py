@@ -373,6 +373,7 @@ class Rooms:
         )
         ended = await self.sessions.get(session.id)
         assert ended is not None
+        await self.hub.expert_free(session.expert_id)
         wire = await self.hub.session_wire(ended)
         await self.bus.publish(session.participants(), {"type": "session.update", "session": wire})
         await self.bus.publish(

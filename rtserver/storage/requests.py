@@ -287,6 +287,17 @@ class RequestStore:
         async with conn.execute(sql + " RETURNING expert_id", params) as cur:
             return [r[0] for r in await cur.fetchall()]
 
+    async def waiting(self, limit: int = 50) -> list[str]:
+        """Open instant requests whose current wave holds no open offer, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT r.id FROM requests r WHERE r.status = 'open' AND r.kind = 'instant'"
+            " AND r.direct_expert_id IS NULL AND NOT EXISTS (SELECT 1 FROM offers o"
+            " WHERE o.request_id = r.id AND o.wave = r.wave AND o.status = 'open')"
+            " ORDER BY r.created_at LIMIT ?",
+            (limit,),
+        )
+        return [r["id"] for r in rows]
+
     async def withdraw_instant_offers(
         self, conn: aiosqlite.Connection, expert_id: str, now: datetime
     ) -> list[str]:
