@@ -70,15 +70,13 @@ class Socket:
                 await node.bus.user_connected(user.id)
                 if user.role == "expert" and user.presence == "available":
                     await node.hub.expert_free(user.id)
-            conn.send_nowait(
-                ok(
-                    hello_id,
-                    user=user.public(),
-                    server_time=to_wire(node.clock.now()),
-                    heartbeat=_seconds(node.settings.heartbeat),
-                )
+            reply = ok(
+                hello_id,
+                user=user.public(),
+                server_time=to_wire(node.clock.now()),
+                heartbeat=_seconds(node.settings.heartbeat),
             )
-            conn.send_nowait(await node.hub.state(user))
+            conn.send_first([reply, await node.hub.state(user)])
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write, conn, tg.cancel_scope)
                 await self._read(conn)

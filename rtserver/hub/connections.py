@@ -38,6 +38,7 @@ class Connection:
         self.id = conn_id
         self.user = user
         self.codec = codec
+        self.queue_size = queue_size
         self.send_stream: MemoryObjectSendStream[Frame]
         self.receive_stream: MemoryObjectReceiveStream[Frame]
         self.send_stream, self.receive_stream = anyio.create_memory_object_stream[Frame](
@@ -45,6 +46,9 @@ class Connection:
         )
         self.overflowed = False
         self._on_overflow = on_overflow
+        # While the hello reply and the state snapshot are being made, events wait
+        # here, so that the client sees ok, then state, then what came after.
+        self._held: list[Frame] | None = []
         # Rooms this socket has joined (filled in by the rooms).
         self.joined: set[str] = set()
 
@@ -56,6 +60,9 @@ class Connection:
         """Queue an already encoded frame (fan-out encodes once per codec)."""
         if self.overflowed:
             return False
+        if self._held is not None and len(self._held) < self.queue_size:
+            self._held.append(data)
+            return True
         try:
             self.send_stream.send_nowait(data)
         except anyio.WouldBlock:
@@ -67,6 +74,14 @@ class Connection:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return False
         return True
+
+    def send_first(self, frames: list[dict[str, Any]]) -> None:
+        """Queue the hello reply and ``state``, then every event held meanwhile."""
+        held, self._held = self._held or [], None
+        for frame in frames:
+            self.send_nowait(frame)
+        for data in held:
+            self.send_encoded_nowait(data)
 
     def close_queue(self) -> None:
         """No more frames: the writer drains what is queued and stops."""
