@@ -254,6 +254,14 @@ class Hub:
                 row = await cur.fetchone()
             if row is None or row[0] != "open":
                 return request.notified
+            if chosen and request.kind == "instant" and request.direct_expert_id is None:
+                # Chosen from committed reads, but an expert may have won another
+                # request (or gone away) since: his offer would never be answered.
+                # Under the write lock that question has one answer.
+                chosen = await self.users.still_free(conn, chosen)
+                if not chosen:
+                    retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
+                    next_due = min(now + timedelta(seconds=retry), request.expires_at)
             notified = request.notified
             if chosen:
                 notified = await self.requests.add_wave(

@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import aiosqlite
+
 from rtserver.core.matching import Candidate, Need, normalize
 from rtserver.errors import AlreadyExists
 from rtserver.storage.db import Database, Row, new_id
@@ -160,6 +162,19 @@ class UserStore:
                 "INSERT INTO expert_languages (user_id, language) VALUES (?, ?)",
                 [(user_id, lang) for lang in languages],
             )
+
+    async def still_free(self, conn: aiosqlite.Connection, expert_ids: list[str]) -> list[str]:
+        """Those of these experts still available and in no active session (in order),
+        read inside the caller's write transaction."""
+        marks = ",".join("?" * len(expert_ids))
+        async with conn.execute(
+            f"SELECT id FROM users WHERE id IN ({marks}) AND presence = 'available'"
+            " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.expert_id = users.id"
+            " AND s.status = 'active')",
+            expert_ids,
+        ) as cur:
+            free = {r[0] for r in await cur.fetchall()}
+        return [e for e in expert_ids if e in free]
 
     async def candidates(self, need: Need, *, available_only: bool) -> list[Candidate]:
         """Experts who qualify for ``need`` (language and one skill), from storage.
