@@ -20,10 +20,11 @@ from rtserver.clock import Clock, from_ms, from_wire, to_ms, to_wire
 from rtserver.config import Settings
 from rtserver.core import requests as rules
 from rtserver.core import schedule
-from rtserver.core.matching import Need, next_wave, normalize, rank
+from rtserver.core.matching import normalize
 from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RtError
 from rtserver.hub.bus import Bus
 from rtserver.hub.connections import Registry
+from rtserver.hub.matching import Matcher
 from rtserver.hub.timers import TimerLoop
 from rtserver.metrics import Metrics
 from rtserver.schemas import (
@@ -79,6 +80,7 @@ class Hub:
         self.sessions = SessionStore(db)
         self.timer_store = TimerStore(db)
         self.attachments = attachments
+        self.matcher = Matcher(settings, clock, bus, self.users, self.requests, self.sessions)
         self.timers = TimerLoop(self.timer_store, clock, settings.node_id, metrics)
         self.timers.register(REQUEST_TIMER, self.on_request_timer)
 
@@ -236,11 +238,11 @@ class Hub:
         elif request.kind == "scheduled":
             # Offers of a scheduled request stay open until it closes (experts may be
             # offline now); every --offer-ttl more qualified, free experts are added.
-            chosen = await self._choose_scheduled(request)
+            chosen = await self.matcher.scheduled(request)
             expires_at = request.expires_at
             next_due = min(now + timedelta(seconds=self.settings.offer_ttl), expires_at)
         else:
-            chosen = await self._choose(request)
+            chosen = await self.matcher.instant(request)
             expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
             if chosen:
                 next_due = expires_at
@@ -290,42 +292,6 @@ class Hub:
             },
         )
         return notified
-
-    async def _choose(self, request: Request) -> list[str]:
-        """The next wave: connected, available, free, qualified, not yet offered; best first."""
-        need = Need.of(request.skills, request.language)
-        candidates = await self.users.candidates(need, available_only=True)
-        offered = await self.requests.offered_experts(request.id)
-        pool = [c for c in candidates if c.expert_id not in offered]
-        if not pool:
-            return []
-        ids = [c.expert_id for c in pool]
-        online = await self.bus.online(ids)
-        busy = await self.sessions.busy([i for i in ids if i in online])
-        excluded = {i for i in ids if i not in online or i in busy}
-        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
-        return [c.expert_id for c in wave]
-
-    async def _choose_scheduled(self, request: Request) -> list[str]:
-        """The next wave of a scheduled request: qualified, free at one proposed time."""
-        need = Need.of(request.skills, request.language)
-        candidates = await self.users.candidates(need, available_only=False)
-        offered = await self.requests.offered_experts(request.id)
-        pool = [c for c in candidates if c.expert_id not in offered]
-        if not pool:
-            return []
-        booked = await self.sessions.booked_many([c.expert_id for c in pool])
-        now = self.clock.now()
-        length = self.settings.session_length
-        excluded = {
-            c.expert_id
-            for c in pool
-            if not schedule.free_times(
-                request.proposed_times, booked.get(c.expert_id, []), length, now
-            )
-        }
-        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
-        return [c.expert_id for c in wave]
 
     async def on_request_timer(self, request_id: str) -> None:
         """A wave ended (or nobody was found): expire it and send the next, or expire all."""

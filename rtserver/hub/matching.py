@@ -1,0 +1,73 @@
+"""Who gets the next wave of a request: the I/O around the pure ranking.
+
+:mod:`rtserver.core.matching` ranks; this module gathers what the ranking
+needs (qualified experts from storage, who is connected from the bus, who is
+busy or booked from the sessions) and takes the next ``--offer-batch``.
+"""
+
+from __future__ import annotations
+
+from rtserver.clock import Clock
+from rtserver.config import Settings
+from rtserver.core import schedule
+from rtserver.core.matching import Need, next_wave, rank
+from rtserver.hub.bus import Bus
+from rtserver.storage.requests import Request, RequestStore
+from rtserver.storage.sessions import SessionStore
+from rtserver.storage.users import UserStore
+
+
+class Matcher:
+    """Chooses the experts of a request's next wave, best first."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        bus: Bus,
+        users: UserStore,
+        requests: RequestStore,
+        sessions: SessionStore,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.bus = bus
+        self.users = users
+        self.requests = requests
+        self.sessions = sessions
+
+    async def instant(self, request: Request) -> list[str]:
+        """The next wave: connected, available, free, qualified, not yet offered; best first."""
+        need = Need.of(request.skills, request.language)
+        candidates = await self.users.candidates(need, available_only=True)
+        offered = await self.requests.offered_experts(request.id)
+        pool = [c for c in candidates if c.expert_id not in offered]
+        if not pool:
+            return []
+        ids = [c.expert_id for c in pool]
+        online = await self.bus.online(ids)
+        busy = await self.sessions.busy([i for i in ids if i in online])
+        excluded = {i for i in ids if i not in online or i in busy}
+        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        return [c.expert_id for c in wave]
+
+    async def scheduled(self, request: Request) -> list[str]:
+        """The next wave of a scheduled request: qualified, free at one proposed time."""
+        need = Need.of(request.skills, request.language)
+        candidates = await self.users.candidates(need, available_only=False)
+        offered = await self.requests.offered_experts(request.id)
+        pool = [c for c in candidates if c.expert_id not in offered]
+        if not pool:
+            return []
+        booked = await self.sessions.booked_many([c.expert_id for c in pool])
+        now = self.clock.now()
+        length = self.settings.session_length
+        excluded = {
+            c.expert_id
+            for c in pool
+            if not schedule.free_times(
+                request.proposed_times, booked.get(c.expert_id, []), length, now
+            )
+        }
+        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        return [c.expert_id for c in wave]
