@@ -215,6 +215,26 @@ class ProcessNode(Node):
         self.stop(signal.SIGKILL)
 
 
+def start_cluster(
+    tmp_path: Path, data_dir: Path, redis: RedisServer, prefix: str, count: int, **overrides: Any
+) -> list[ProcessNode]:
+    """``count`` node processes sharing one Redis (under ``prefix``) and one data dir."""
+    nodes: list[ProcessNode] = []
+    try:
+        for i in range(count):
+            settings = node_settings(
+                data_dir, redis_url=redis.url, redis_prefix=prefix, node_id=f"n{i}", **overrides
+            )
+            node = ProcessNode(settings, tmp_path / f"n{i}.log")
+            node.start()
+            nodes.append(node)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
 def unique(prefix: str = "u") -> str:
     """A unique e-mail local part."""
     return f"{prefix}-{secrets.token_hex(6)}"

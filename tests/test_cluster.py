@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clients.rtclient import Api, Client
-from tests.servers import ProcessNode, RedisServer, new_customer, node_settings, online_expert
+from tests.servers import RedisServer, new_customer, online_expert, start_cluster
 
 
 @pytest.fixture
@@ -23,20 +23,6 @@ def own_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-def start_nodes(
-    tmp_path: Path, data_dir: Path, redis: RedisServer, prefix: str, count: int, **overrides: object
-) -> list[ProcessNode]:
-    nodes = []
-    for i in range(count):
-        settings = node_settings(
-            data_dir, redis_url=redis.url, redis_prefix=prefix, node_id=f"n{i}", **overrides
-        )
-        node = ProcessNode(settings, tmp_path / f"n{i}.log")
-        node.start()
-        nodes.append(node)
-    return nodes
 
 
 async def create(customer: Client) -> dict:
@@ -49,7 +35,7 @@ async def create(customer: Client) -> dict:
 async def test_a_dead_nodes_experts_stop_being_offered(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    a, b = start_nodes(tmp_path, data_dir, redis_server, redis_prefix, 2, presence_ttl="1s")
+    a, b = start_cluster(tmp_path, data_dir, redis_server, redis_prefix, 2, presence_ttl="1s")
     try:
         api = Api(a.http)
         _, ctoken = await new_customer(api)
@@ -79,7 +65,7 @@ async def test_a_dead_nodes_experts_stop_being_offered(
 async def test_waves_go_on_when_the_creating_node_dies(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    a, b = start_nodes(
+    a, b = start_cluster(
         tmp_path,
         data_dir,
         redis_server,
@@ -129,7 +115,7 @@ async def test_waves_go_on_when_the_creating_node_dies(
 async def test_a_redis_restart_is_noticed_and_state_is_resent(
     tmp_path: Path, data_dir: Path, own_redis: RedisServer, redis_prefix: str
 ) -> None:
-    a, b = start_nodes(tmp_path, data_dir, own_redis, redis_prefix, 2)
+    a, b = start_cluster(tmp_path, data_dir, own_redis, redis_prefix, 2)
     try:
         api = Api(a.http)
         _, ctoken = await new_customer(api)

@@ -16,12 +16,12 @@ import pytest
 from clients.rtclient import Api, Client
 from tests.servers import (
     Node,
-    ProcessNode,
     RedisServer,
     new_customer,
     new_expert,
     node_settings,
     run_node,
+    start_cluster,
 )
 
 EXPERTS = 30
@@ -100,19 +100,8 @@ async def test_first_accept_wins_on_one_node(data_dir: Path) -> None:
 async def test_first_accept_wins_across_three_processes(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    nodes = []
+    nodes = start_cluster(tmp_path, data_dir, redis_server, redis_prefix, 3, offer_batch=EXPERTS)
     try:
-        for i in range(3):
-            settings = node_settings(
-                data_dir,
-                offer_batch=EXPERTS,
-                redis_url=redis_server.url,
-                redis_prefix=redis_prefix,
-                node_id=f"n{i}",
-            )
-            n = ProcessNode(settings, tmp_path / f"node{i}.log")
-            n.start()
-            nodes.append(n)
         api = Api(nodes[0].http)
         await race_rounds(list(nodes), api)
         await api.aclose()

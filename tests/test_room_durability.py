@@ -13,6 +13,7 @@ from tests.servers import (
     new_customer,
     new_expert,
     node_settings,
+    start_cluster,
 )
 
 
@@ -77,14 +78,7 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path, data_dir: P
 async def test_relay_between_two_nodes(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    nodes = []
-    for i in range(2):
-        settings = node_settings(
-            data_dir, redis_url=redis_server.url, redis_prefix=redis_prefix, node_id=f"n{i}"
-        )
-        n = ProcessNode(settings, tmp_path / f"n{i}.log")
-        n.start()
-        nodes.append(n)
+    nodes = start_cluster(tmp_path, data_dir, redis_server, redis_prefix, 2)
     api = Api(nodes[0].http)
     try:
         customer, expert, sid, _, _ = await open_session(nodes[0], nodes[1], api)
@@ -156,20 +150,16 @@ async def test_billing_survives_a_restart_without_counting_the_downtime(
 async def test_billing_stops_when_the_node_holding_both_sides_dies(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    nodes = []
-    for i in range(2):
-        settings = node_settings(
-            data_dir,
-            redis_url=redis_server.url,
-            redis_prefix=redis_prefix,
-            node_id=f"n{i}",
-            presence_ttl="1s",
-            billing_check="300ms",
-            disconnect_grace="1s",
-        )
-        n = ProcessNode(settings, tmp_path / f"n{i}.log")
-        n.start()
-        nodes.append(n)
+    nodes = start_cluster(
+        tmp_path,
+        data_dir,
+        redis_server,
+        redis_prefix,
+        2,
+        presence_ttl="1s",
+        billing_check="300ms",
+        disconnect_grace="1s",
+    )
     a, b = nodes
     api = Api(a.http)
     try:

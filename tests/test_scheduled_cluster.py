@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 
 from clients.rtclient import Api, Client
-from tests.servers import Node, ProcessNode, RedisServer, new_customer, new_expert, node_settings
+from tests.servers import (
+    Node,
+    ProcessNode,
+    RedisServer,
+    new_customer,
+    new_expert,
+    node_settings,
+    start_cluster,
+)
 
 
 def at(seconds: float) -> str:
@@ -57,20 +65,16 @@ def notifications(node: Node, token: str) -> list[dict]:
 async def test_each_reminder_reaches_each_socket_once_on_two_nodes(
     tmp_path: Path, data_dir: Path, redis_server: RedisServer, redis_prefix: str
 ) -> None:
-    nodes = []
-    for i in range(2):
-        settings = node_settings(
-            data_dir,
-            redis_url=redis_server.url,
-            redis_prefix=redis_prefix,
-            node_id=f"n{i}",
-            reminders="4s,2s",
-            early_start="3s",
-            no_show="2s",
-        )
-        n = ProcessNode(settings, tmp_path / f"n{i}.log")
-        n.start()
-        nodes.append(n)
+    nodes = start_cluster(
+        tmp_path,
+        data_dir,
+        redis_server,
+        redis_prefix,
+        2,
+        reminders="4s,2s",
+        early_start="3s",
+        no_show="2s",
+    )
     a, b = nodes
     api = Api(a.http)
     try:
