@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clients.rtclient import Api
-from tests.servers import Node, RedisServer, node_settings, run_node
+from tests.servers import Clients, Node, RedisServer, node_settings, run_node
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +59,11 @@ def settings_for(data_dir: Path) -> Callable[..., Any]:
         return node_settings(data_dir, **overrides)
 
     return make
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    """Clients a test opens, all closed at its end."""
+    cs = Clients()
+    yield cs
+    await cs.close()

@@ -235,6 +235,24 @@ def start_cluster(
     return nodes
 
 
+class Clients:
+    """Every client a test opens, closed at its end whatever happens."""
+
+    def __init__(self) -> None:
+        self.opened: list[Client] = []
+
+    async def connect(self, node: Node, token: str) -> Client:
+        """A connected, authenticated client, closed with the others at the end."""
+        c = await Client.connect(node.ws, token)
+        self.opened.append(c)
+        return c
+
+    async def close(self) -> None:
+        """Close every client opened."""
+        for c in self.opened:
+            await c.close()
+
+
 def unique(prefix: str = "u") -> str:
     """A unique e-mail local part."""
     return f"{prefix}-{secrets.token_hex(6)}"

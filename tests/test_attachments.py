@@ -20,8 +20,17 @@ import httpx
 import pytest
 
 from clients.rtclient import Api, Client
-from tests.servers import ROOT, Node, new_customer, new_expert, node_settings, run_node, unique
-from tests.test_rooms import Clients, open_room
+from tests.servers import (
+    ROOT,
+    Clients,
+    Node,
+    new_customer,
+    new_expert,
+    node_settings,
+    run_node,
+    unique,
+)
+from tests.test_rooms import open_room
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,32 +24,9 @@ import pytest
 
 from clients.rtclient import Api, Client
 from rtserver.core.money import round_half_up
-from tests.servers import Node, new_customer, new_expert, node_settings, run_node
+from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node
 
 Event = dict[str, Any]
-
-
-class Clients:
-    """Every client a test opens, closed at its end whatever happens."""
-
-    def __init__(self) -> None:
-        self.opened: list[Client] = []
-
-    async def connect(self, node: Node, token: str) -> Client:
-        c = await Client.connect(node.ws, token)
-        self.opened.append(c)
-        return c
-
-    async def close(self) -> None:
-        for c in self.opened:
-            await c.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    cs = Clients()
-    yield cs
-    await cs.close()
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from clients.rtclient import Api, Client
-from tests.servers import Node, new_customer, new_expert, node_settings, run_node
+from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node
 
 Event = dict[str, Any]
 # A ledger row: (user_id, account, kind, amount_cents).
@@ -74,29 +74,6 @@ async def sleep_until(t: datetime) -> None:
 
 
 # -- nodes, clients, HTTP --------------------------------------------------------------------
-
-
-class Clients:
-    """Every client a test opens, closed at its end whatever happens."""
-
-    def __init__(self) -> None:
-        self.opened: list[Client] = []
-
-    async def connect(self, node: Node, token: str) -> Client:
-        c = await Client.connect(node.ws, token)
-        self.opened.append(c)
-        return c
-
-    async def close(self) -> None:
-        for c in self.opened:
-            await c.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Clients]:
-    cs = Clients()
-    yield cs
-    await cs.close()
 
 
 @contextlib.asynccontextmanager
@@ -730,43 +707,40 @@ async def test_cancelling_late_costs_the_canceller(data_dir: Path, clients: Clie
         e2_user, e2_token = await new_expert(api, name="E2")
         e2 = await clients.connect(node, e2_token)
 
+        async def late_cancel(
+            session_id: str,
+            canceller: Client,
+            canceller_user: dict[str, Any],
+            other: Client,
+            other_user: dict[str, Any],
+        ) -> None:
+            """The canceller pays 500; the other side gets 400, the platform 100."""
+            charged = canceller_user["id"]
+            reply = await canceller.call("session.cancel", session_id=session_id)
+            assert reply["fee_cents"] == 500 and reply["charged_user_id"] == charged
+            for c in (canceller, other):
+                ev = await c.wait_event(
+                    "session.cancelled", lambda e: e["session_id"] == session_id
+                )
+                assert (ev["reason"], ev["fee_cents"], ev["charged_user_id"]) == (
+                    "cancelled",
+                    500,
+                    charged,
+                )
+            assert by_kind(ledger(data_dir, session_id)) == by_kind(
+                [
+                    (other_user["id"], other_user["role"], "cancellation_compensation", 400),
+                    (charged, canceller_user["role"], "cancellation_fee", -500),
+                    (None, "platform", "platform_fee", 100),
+                ]
+            )
+
         # The expert cancels a session that starts in a few seconds.
         first = (await book(customer, e1, ahead(20)))["id"]
-        reply = await e1.call("session.cancel", session_id=first)
-        assert reply["fee_cents"] == 500 and reply["charged_user_id"] == e1_user["id"]
-        for c in (customer, e1):
-            ev = await c.wait_event("session.cancelled", lambda e: e["session_id"] == first)
-            assert (ev["reason"], ev["fee_cents"], ev["charged_user_id"]) == (
-                "cancelled",
-                500,
-                e1_user["id"],
-            )
-        assert by_kind(ledger(data_dir, first)) == by_kind(
-            [
-                (cuser["id"], "customer", "cancellation_compensation", 400),
-                (e1_user["id"], "expert", "cancellation_fee", -500),
-                (None, "platform", "platform_fee", 100),
-            ]
-        )
-
+        await late_cancel(first, e1, e1_user, customer, cuser)
         # The customer cancels another one, 30 minutes ahead (inside the hour).
         second = (await book(customer, e2, ahead(30 * 60)))["id"]
-        reply = await customer.call("session.cancel", session_id=second)
-        assert reply["fee_cents"] == 500 and reply["charged_user_id"] == cuser["id"]
-        for c in (customer, e2):
-            ev = await c.wait_event("session.cancelled", lambda e: e["session_id"] == second)
-            assert (ev["reason"], ev["fee_cents"], ev["charged_user_id"]) == (
-                "cancelled",
-                500,
-                cuser["id"],
-            )
-        assert by_kind(ledger(data_dir, second)) == by_kind(
-            [
-                (e2_user["id"], "expert", "cancellation_compensation", 400),
-                (cuser["id"], "customer", "cancellation_fee", -500),
-                (None, "platform", "platform_fee", 100),
-            ]
-        )
+        await late_cancel(second, customer, cuser, e2, e2_user)
         # Charged once: a second cancel is refused and writes nothing.
         assert await error_code(customer, "session.cancel", session_id=second) == "invalid_state"
         assert len(ledger(data_dir, second)) == 3
