@@ -22,14 +22,20 @@ from rtserver.auth import Auth, load_secret
 from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
-from rtserver.http import api, attachments, ops
+from rtserver.http import api, attachments, ops, portal
 from rtserver.http.common import http_exception
 from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
 from rtserver.hub.redis_bus import RedisBus
 from rtserver.hub.service import Hub
 from rtserver.metrics import Metrics
-from rtserver.notify import LogSender, Sender
+from rtserver.notices import Notices
+from rtserver.notify import Payer, Sender
+from rtserver.portal.accounts import Accounts
+from rtserver.portal.claims import Claims
+from rtserver.portal.common import Parts
+from rtserver.portal.history import History
+from rtserver.portal.money import Money
 from rtserver.protocol import FrameError, error, ok, parse_frame
 from rtserver.rooms.scheduled import Scheduled
 from rtserver.rooms.service import Rooms
@@ -55,7 +61,13 @@ from rtserver.schemas import (
     command_types,
 )
 from rtserver.storage.attachments import AttachmentStore
+from rtserver.storage.audit import AuditLog
+from rtserver.storage.claims import ClaimStore
 from rtserver.storage.db import Database
+from rtserver.storage.idempotency import IdempotencyStore
+from rtserver.storage.ledger import Ledger
+from rtserver.storage.notifications import NotificationStore
+from rtserver.storage.payouts import PayoutStore
 from rtserver.ws import Socket, websocket_endpoint
 
 log = logging.getLogger("rtserver.app")
@@ -68,7 +80,13 @@ class Node:
     """One server process: storage, bus, hub, sockets, metrics."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, sender: Sender | None = None
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        sender: Sender | None = None,
+        *,
+        text_sender: Sender | None = None,
+        payer: Payer | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -99,8 +117,37 @@ class Node:
         self.hub = Hub(
             settings, self.clock, self.db, self.bus, self.registry, self.metrics, self.attachments
         )
-        self.scheduled = Scheduled(self.hub, sender or LogSender())
+        self.notices = Notices(
+            NotificationStore(self.db),
+            self.hub.timer_store,
+            self.hub.timers,
+            self.clock,
+            email=sender,
+            text=text_sender,
+            payer=payer,
+        )
+        self.hub.notices = self.notices
+        self.ledger = Ledger(self.db)
+        self.scheduled = Scheduled(self.hub, self.notices, self.ledger)
         self.rooms = Rooms(self.hub, self.attachments, self.scheduled)
+        parts = Parts(
+            settings=settings,
+            clock=self.clock,
+            db=self.db,
+            bus=self.bus,
+            users=self.hub.users,
+            sessions=self.hub.sessions,
+            claims=ClaimStore(self.db),
+            ledger=self.ledger,
+            payouts=PayoutStore(self.db),
+            audit=AuditLog(self.db),
+            notices=self.notices,
+            idempotency=IdempotencyStore(),
+        )
+        self.history = History(parts, self.attachments, self.rooms.transcript)
+        self.claims = Claims(parts)
+        self.money = Money(parts)
+        self.accounts = Accounts(parts, self.hub)
         self.dummy_hash = ""
 
     @asynccontextmanager
@@ -203,10 +250,19 @@ class Node:
 
 
 def create_app(
-    settings: Settings, clock: Clock | None = None, sender: Sender | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    sender: Sender | None = None,
+    *,
+    text_sender: Sender | None = None,
+    payer: Payer | None = None,
 ) -> Starlette:
-    """A Starlette app serving one node (``sender`` delivers e-mails; default: the log)."""
-    node = Node(settings, clock, sender)
+    """A Starlette app serving one node.
+
+    ``sender`` delivers e-mails, ``text_sender`` texts and ``payer`` payouts;
+    each defaults to writing to the log.
+    """
+    node = Node(settings, clock, sender, text_sender=text_sender, payer=payer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -216,6 +272,7 @@ def create_app(
     app = Starlette(
         routes=[
             *api.routes,
+            *portal.routes,
             *attachments.routes,
             *ops.routes,
             WebSocketRoute("/ws", websocket_endpoint),

@@ -49,6 +49,7 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("message-burst", "chat messages a socket may send at once [30]"),
     ("session-length", "a scheduled session's length, for overlaps [1h]"),
     ("late-cancel", "cancelling a scheduled session this close to its start costs the fee [1h]"),
+    ("refund-window", "how long after a session's end a refund may be claimed [14d]"),
     ("commit-batch", "most chat messages per transcript commit; 1 turns group commit off [256]"),
 ]
 

@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``250ms``, ``90s``, ``10m``, ``1h`` or plain seconds."""
+    """Seconds from ``250ms``, ``90s``, ``10m``, ``1h``, ``14d`` or plain seconds."""
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"negative duration: {value}")
         return float(value)
     m = _DURATION.match(value)
     if not m:
-        raise ValueError(f"not a duration: {value!r} (write 250ms, 90s, 10m, 1h or seconds)")
+        raise ValueError(f"not a duration: {value!r} (write 250ms, 90s, 10m, 1h, 14d or seconds)")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -101,6 +101,8 @@ class Settings:
     # Cancelling a scheduled session this close to its start costs the
     # canceller the cancellation fee; earlier, it is free.
     late_cancel: float = 3600.0
+    # How long after a session's end its customer may claim a refund.
+    refund_window: float = 14 * 86400.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -153,6 +155,7 @@ _DURATIONS = {
     "billing_check",
     "session_length",
     "late_cancel",
+    "refund_window",
 }
 _FLOATS = {"message_rate", "message_burst"}
 _INTS = {

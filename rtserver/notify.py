@@ -52,3 +52,56 @@ class LogSender:
             message.subject,
             message.body,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Money to send to an expert's bank: one payout.
+
+    ``payout_id`` is unique per payout; a real payer passes it to its bank
+    or payment provider as the idempotency key, because the outbox delivers
+    at least once.
+    """
+
+    payout_id: str
+    expert_id: str
+    period: str
+    amount_cents: int
+    currency: str
+    holder_name: str
+    account_type: str
+    iban: str | None
+    account_number: str | None
+    routing_number: str | None
+
+
+class Payer(Protocol):
+    """Sends payouts; raising means "try again later"."""
+
+    async def pay(self, transfer: Transfer) -> None:
+        """Send one transfer."""
+        ...
+
+
+class LogPayer:
+    """The default: each transfer becomes one log line (account numbers masked)."""
+
+    def __init__(self) -> None:
+        self.paid: list[Transfer] = []
+
+    async def pay(self, transfer: Transfer) -> None:
+        """Log the transfer (and keep it, for whoever embeds the server)."""
+        self.paid.append(transfer)
+        if len(self.paid) > 1000:
+            del self.paid[:500]
+        account = transfer.iban or transfer.account_number or ""
+        log.info(
+            "payout id=%s expert=%s period=%s amount_cents=%d %s to=%s account=****%s",
+            transfer.payout_id,
+            transfer.expert_id,
+            transfer.period,
+            transfer.amount_cents,
+            transfer.currency,
+            transfer.holder_name,
+            account[-4:],
+        )

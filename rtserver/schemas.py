@@ -207,3 +207,66 @@ class PreferencesBody(msgspec.Struct, frozen=True):
     years_experience: Annotated[int, msgspec.Meta(ge=0, le=80)]
     rate_cents_per_15min: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
     bio: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
+# -- the portal's HTTP bodies ------------------------------------------------------------
+
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+Note = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class ClaimBody(msgspec.Struct, frozen=True):
+    """A customer's refund claim: why."""
+
+    reason: Reason
+
+
+class DisputeBody(msgspec.Struct, frozen=True):
+    """The expert's summary of the session, disputing a claim."""
+
+    summary: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+
+
+class DecisionBody(msgspec.Struct, frozen=True):
+    """A community manager's decision on a claim."""
+
+    outcome: Literal["refund", "deny", "no_fault"]
+    note: Note = ""
+
+
+class ReviewBody(msgspec.Struct, frozen=True):
+    """A customer's rating of an ended session."""
+
+    stars: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    comment: Note = ""
+
+
+class PhoneBody(msgspec.Struct, frozen=True):
+    """A phone number for texts, E.164; null removes it."""
+
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None
+
+
+class VerificationBody(msgspec.Struct, frozen=True):
+    """A manager sets an expert's verification status."""
+
+    status: Literal["pending", "verified", "rejected"]
+    note: Note = ""
+
+
+class SuspendBody(msgspec.Struct, frozen=True):
+    """A manager suspends an account: why."""
+
+    reason: Reason
+
+
+class RestoreBody(msgspec.Struct, frozen=True):
+    """A manager restores a suspended account."""
+
+    reason: Note = ""
+
+
+class PayoutRunBody(msgspec.Struct, frozen=True):
+    """Pay out one month (UTC)."""
+
+    month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}$")]

@@ -117,6 +117,8 @@ class Socket:
             user = await node.hub.users.by_id(user_id)
             if user is None:
                 raise Unauthenticated("no such user")
+            if user.suspended:
+                raise Unauthenticated("account suspended")
         except FrameError as exc:
             await self._send_now(error(exc.re, Unauthenticated(exc.error.message)))
             await self._close(CLOSE_UNAUTHENTICATED, "hello expected")
@@ -166,6 +168,8 @@ class Socket:
             return
         if conn.overflowed:
             await self._close(CLOSE_SLOW_READER, "reader too slow")
+        elif conn.close_code is not None:
+            await self._close(conn.close_code, "account suspended")
         else:
             await self._close(self.close_code, "server going away")
         scope.cancel()

@@ -39,6 +39,12 @@ def test_parse_duration_strings(text: str, seconds: float) -> None:
     assert isinstance(parse_duration(text), float)
 
 
+def test_parse_duration_days_for_the_refund_window() -> None:
+    assert parse_duration("14d") == 14 * 86400.0
+    assert Settings().refund_window == 14 * 86400.0
+    assert Settings.from_mapping({"RT_REFUND_WINDOW": "2d"}).refund_window == 2 * 86400.0
+
+
 @pytest.mark.parametrize(("value", "seconds"), [(5, 5.0), (0, 0.0), (2.5, 2.5), (0.001, 0.001)])
 def test_parse_duration_numbers(value: float, seconds: float) -> None:
     result = parse_duration(value)
@@ -55,7 +61,7 @@ def test_parse_duration_numbers(value: float, seconds: float) -> None:
         "-5",
         "-5s",
         "10x",
-        "1d",
+        "1w",
         "10mm",
         "m",
         "1.5.2",

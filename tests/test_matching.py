@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from rtserver.core.matching import Candidate, Need, next_wave, normalize, overlap, qualifies, rank
+from rtserver.core.matching import (
+    Candidate,
+    Need,
+    next_wave,
+    normalize,
+    overlap,
+    qualifies,
+    rank,
+    tiered,
+)
 
 
 def cand(
@@ -11,16 +20,18 @@ def cand(
     languages: tuple[str, ...] = ("en",),
     *,
     rating: float | None = None,
-    responsiveness: float | None = None,
+    response_ms: int | None = None,
     last_offered_ms: int | None = None,
+    verified: bool = False,
 ) -> Candidate:
     return Candidate.of(
         expert_id,
         skills,
         languages,
         rating=rating,
-        responsiveness=responsiveness,
+        response_ms=response_ms,
         last_offered_ms=last_offered_ms,
+        verified=verified,
     )
 
 
@@ -48,7 +59,8 @@ def test_candidate_and_need_are_normalized() -> None:
     assert c.skills == frozenset({"python", "web dev"})
     assert c.languages == frozenset({"en", "de"})
     assert c.rating is None
-    assert c.responsiveness is None
+    assert c.response_ms is None
+    assert c.verified is False
     assert c.last_offered_ms is None
     n = Need.of(["SQL", "sql ", "Docker"], " EN ")
     assert n.skills == frozenset({"sql", "docker"})
@@ -99,7 +111,7 @@ def test_rank_empty() -> None:
 def test_rank_overlap_first() -> None:
     out = rank(
         [
-            cand("one", ("python",), rating=5.0, responsiveness=1.0),
+            cand("one", ("python",), rating=5.0, response_ms=1_000),
             cand("three", ("python", "sql", "docker"), rating=1.0),
             cand("two", ("sql", "docker")),
         ],
@@ -111,8 +123,8 @@ def test_rank_overlap_first() -> None:
 def test_rank_then_rating() -> None:
     out = rank(
         [
-            cand("low", rating=3.5, responsiveness=1.0),
-            cand("none", responsiveness=1.0),
+            cand("low", rating=3.5, response_ms=1_000),
+            cand("none", response_ms=1_000),
             cand("high", rating=4.9),
             cand("mid", rating=4.0),
         ],
@@ -125,9 +137,9 @@ def test_rank_then_rating() -> None:
 def test_rank_then_responsiveness() -> None:
     out = rank(
         [
-            cand("slow", rating=4.0, responsiveness=0.2, last_offered_ms=0),
+            cand("slow", rating=4.0, response_ms=90_000, last_offered_ms=0),
             cand("unknown", rating=4.0),
-            cand("fast", rating=4.0, responsiveness=0.9, last_offered_ms=5_000),
+            cand("fast", rating=4.0, response_ms=5_000, last_offered_ms=5_000),
         ],
         NEED,
     )
@@ -150,8 +162,8 @@ def test_rank_then_least_recently_offered_never_offered_first() -> None:
 def test_rank_then_id() -> None:
     out = rank([cand("e3"), cand("e1"), cand("e2")], NEED)
     assert ids(out) == ["e1", "e2", "e3"]
-    b = cand("b", rating=4.0, responsiveness=0.5, last_offered_ms=10)
-    a = cand("a", rating=4.0, responsiveness=0.5, last_offered_ms=10)
+    b = cand("b", rating=4.0, response_ms=30_000, last_offered_ms=10)
+    a = cand("a", rating=4.0, response_ms=30_000, last_offered_ms=10)
     out = rank([b, a], NEED)
     assert ids(out) == ["a", "b"]
 
@@ -160,9 +172,9 @@ def test_rank_is_independent_of_input_order() -> None:
     cs = [
         cand("a", ("python",), rating=5.0),
         cand("b", ("python", "sql")),
-        cand("c", ("python",), rating=5.0, responsiveness=0.5),
-        cand("d", ("python",), rating=5.0, responsiveness=0.5, last_offered_ms=1),
-        cand("e", ("python",), rating=5.0, responsiveness=0.5, last_offered_ms=1),
+        cand("c", ("python",), rating=5.0, response_ms=30_000),
+        cand("d", ("python",), rating=5.0, response_ms=30_000, last_offered_ms=1),
+        cand("e", ("python",), rating=5.0, response_ms=30_000, last_offered_ms=1),
     ]
     expected = ["b", "c", "d", "e", "a"]
     assert ids(rank(cs, NEED)) == expected
@@ -210,3 +222,20 @@ def test_successive_waves_cover_everyone_once() -> None:
         waves.append(ids(wave))
         offered.update(ids(wave))
     assert waves == [["e1", "e2"], ["e3", "e5"], ["e6", "e7"]]
+
+
+def test_rank_then_shorter_median_response() -> None:
+    out = rank([cand("slow", response_ms=120_000), cand("fast", response_ms=8_000)], NEED)
+    assert ids(out) == ["fast", "slow"]
+
+
+def test_tiered_offers_verified_experts_only_when_one_can_take_it() -> None:
+    ranked = rank(
+        [cand("pending", rating=5.0), cand("v1", verified=True), cand("v2", verified=True)], NEED
+    )
+    assert ids(tiered(ranked, set())) == ["v1", "v2"]
+    # One verified still free: only he.
+    assert ids(tiered(ranked, {"v1"})) == ["v1", "v2"]
+    # No verified one can take it: everyone, best first.
+    assert ids(tiered(ranked, {"v1", "v2"})) == ["pending", "v1", "v2"]
+    assert ids(tiered(rank([cand("p")], NEED), set())) == ["p"]

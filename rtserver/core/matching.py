@@ -4,10 +4,15 @@ An expert qualifies when he speaks the request's language and has at least
 one of its skills. Among qualified experts the ranking is:
 
 1. more of the request's skills first;
-2. then the better rated (average review, when reviews exist);
-3. then the more responsive (share of offers he answered);
+2. then the better rated (average review; an expert with no review yet
+   counts as 0 here, so rated experts go first);
+3. then the more responsive (the shorter median time from offer to answer;
+   an expert who never answered comes after those who did);
 4. then the one offered work least recently, to spread work around;
 5. then by id, so that the order is total and tests are stable.
+
+Verification is a tier above the ranking (:func:`tiered`): unverified experts
+are offered work only when no verified one can take it.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ class Candidate:
     skills: frozenset[str]
     languages: frozenset[str]
     rating: float | None = None
-    responsiveness: float | None = None
+    # Median milliseconds from offer to answer; None if he never answered.
+    response_ms: int | None = None
     # Milliseconds since the epoch of his last offer; None if never offered.
     last_offered_ms: int | None = None
+    verified: bool = False
 
     @classmethod
     def of(
@@ -41,8 +48,9 @@ class Candidate:
         languages: Iterable[str],
         *,
         rating: float | None = None,
-        responsiveness: float | None = None,
+        response_ms: int | None = None,
         last_offered_ms: int | None = None,
+        verified: bool = False,
     ) -> Candidate:
         """A candidate with normalized skills and languages."""
         return cls(
@@ -50,8 +58,9 @@ class Candidate:
             frozenset(normalize(s) for s in skills),
             frozenset(normalize(lang) for lang in languages),
             rating,
-            responsiveness,
+            response_ms,
             last_offered_ms,
+            verified,
         )
 
 
@@ -85,7 +94,7 @@ def rank(candidates: Iterable[Candidate], need: Need) -> list[Candidate]:
         return (
             -overlap(c, need),
             -(c.rating if c.rating is not None else 0.0),
-            -(c.responsiveness if c.responsiveness is not None else 0.0),
+            c.response_ms if c.response_ms is not None else float("inf"),
             c.last_offered_ms if c.last_offered_ms is not None else -1,
             c.expert_id,
         )
@@ -105,3 +114,12 @@ def next_wave(
         if len(wave) == batch:
             break
     return wave
+
+
+def tiered(ranked: list[Candidate], excluded: set[str]) -> list[Candidate]:
+    """Verified experts only, unless none of them can be offered: then everyone.
+
+    ``excluded`` are those who cannot take it now (offline, busy, booked).
+    """
+    verified = [c for c in ranked if c.verified and c.expert_id not in excluded]
+    return [c for c in ranked if c.verified] if verified else ranked

@@ -42,6 +42,8 @@ async def login(request: Request) -> Response:
     stored = user.password_hash if user else node.dummy_hash
     if not await node.auth.verify_password(stored, b.password) or user is None:
         raise Unauthenticated("wrong e-mail or password")
+    if user.suspended:
+        raise Forbidden("account suspended")
     return json_response({"user": user.public(), "token": node.auth.issue(user.id)})
 
 
@@ -50,7 +52,7 @@ async def me(request: Request) -> Response:
     """The user, with an expert's preferences and verification status."""
     node = node_of(request)
     user = await current_user(request)
-    out = user.public()
+    out = {**user.public(), "status": user.status, "phone": user.phone}
     profile = await node.hub.users.profile(user.id)
     if profile is not None:
         out.update(profile.to_wire())
@@ -114,21 +116,6 @@ async def list_offers(request: Request) -> Response:
 
 
 @api
-async def get_session(request: Request) -> Response:
-    """One session, to its participants and managers."""
-    node = node_of(request)
-    user = await current_user(request)
-    session = await node.hub.sessions.get(request.path_params["session_id"])
-    if session is None or (user.id not in session.participants() and user.role != "manager"):
-        raise NotFound("no such session")
-    wire = await node.hub.session_wire(session)
-    files = await node.attachments.of_session(session.id)
-    wire["attachments"] = [a.to_wire() for a in files if a.kind == "file"]
-    wire["recordings"] = [a.to_wire() for a in files if a.kind == "recording"]
-    return json_response({"session": wire})
-
-
-@api
 async def list_notifications(request: Request) -> Response:
     """The user's dashboard notifications, newest first (``?unread=1``: unread only)."""
     node = node_of(request)
@@ -161,7 +148,6 @@ routes = [
     Route("/api/requests", list_requests, methods=["GET"]),
     Route("/api/requests/{request_id}", get_request, methods=["GET"]),
     Route("/api/offers", list_offers, methods=["GET"]),
-    Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/api/notifications", list_notifications, methods=["GET"]),
     Route("/api/notifications/{notification_id}/read", read_notification, methods=["POST"]),
 ]

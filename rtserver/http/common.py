@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rtserver.errors import BadFrame, InvalidField, RtError, Unauthenticated
+from rtserver.errors import BadFrame, Forbidden, InvalidField, RtError, Unauthenticated
 from rtserver.storage.users import User
 
 if TYPE_CHECKING:
@@ -99,4 +99,6 @@ async def current_user(request: Request) -> User:
     user = await node.hub.users.by_id(node.auth.verify(token.strip()))
     if user is None:
         raise Unauthenticated("no such user")
+    if user.suspended:
+        raise Forbidden("account suspended")
     return user

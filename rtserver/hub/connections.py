@@ -21,6 +21,10 @@ from rtserver.storage.users import User
 log = logging.getLogger("rtserver.connections")
 
 CLOSE_SLOW_READER = 4408
+# A manager suspended the account: the socket is closed, the client must not reconnect.
+CLOSE_SUSPENDED = 4403
+# The event that closes every socket of its user after it is delivered.
+ACCOUNT_SUSPENDED = "account.suspended"
 Frame = bytes | str
 
 
@@ -51,6 +55,8 @@ class Connection:
         self._held: list[Frame] | None = []
         # Rooms this socket has joined (filled in by the rooms).
         self.joined: set[str] = set()
+        # Set when the server closes the socket for a reason of its own (4403).
+        self.close_code: int | None = None
 
     def send_nowait(self, frame: dict[str, Any]) -> bool:
         """Queue a frame; False if the socket is closed or was just found too slow."""
@@ -85,6 +91,11 @@ class Connection:
 
     def close_queue(self) -> None:
         """No more frames: the writer drains what is queued and stops."""
+        self.send_stream.close()
+
+    def close_after_queue(self, code: int) -> None:
+        """Deliver what is queued, then close the socket with ``code``."""
+        self.close_code = code
         self.send_stream.close()
 
 
@@ -143,6 +154,8 @@ class Registry:
                 if data is None:
                     data = encoded[conn.codec.binary] = conn.codec.encode(event)
                 sent += conn.send_encoded_nowait(data)
+                if event.get("type") == ACCOUNT_SUSPENDED:
+                    conn.close_after_queue(CLOSE_SUSPENDED)
         return sent
 
     def statistics(self) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rtserver.clock import Clock
 from rtserver.config import Settings
 from rtserver.core import schedule
-from rtserver.core.matching import Need, next_wave, rank
+from rtserver.core.matching import Need, next_wave, rank, tiered
 from rtserver.hub.bus import Bus
 from rtserver.storage.requests import Request, RequestStore
 from rtserver.storage.sessions import SessionStore
@@ -48,7 +48,8 @@ class Matcher:
         online = await self.bus.online(ids)
         busy = await self.sessions.busy([i for i in ids if i in online])
         excluded = {i for i in ids if i not in online or i in busy}
-        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        ranked = tiered(rank(pool, need), excluded)
+        wave = next_wave(ranked, set(), excluded, self.settings.offer_batch)
         return [c.expert_id for c in wave]
 
     async def scheduled(self, request: Request) -> list[str]:
@@ -69,5 +70,6 @@ class Matcher:
                 request.proposed_times, booked.get(c.expert_id, []), length, now
             )
         }
-        wave = next_wave(rank(pool, need), set(), excluded, self.settings.offer_batch)
+        ranked = tiered(rank(pool, need), excluded)
+        wave = next_wave(ranked, set(), excluded, self.settings.offer_batch)
         return [c.expert_id for c in wave]

@@ -9,6 +9,7 @@ data cannot make two winners), then the events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Collection
@@ -23,10 +24,11 @@ from rtserver.core import schedule
 from rtserver.core.matching import normalize
 from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RtError
 from rtserver.hub.bus import Bus
-from rtserver.hub.connections import Registry
+from rtserver.hub.connections import ACCOUNT_SUSPENDED, Registry
 from rtserver.hub.matching import Matcher
 from rtserver.hub.timers import TimerLoop
 from rtserver.metrics import Metrics
+from rtserver.notices import Notices
 from rtserver.schemas import (
     OfferAccept,
     OfferDecline,
@@ -83,6 +85,8 @@ class Hub:
         self.matcher = Matcher(settings, clock, bus, self.users, self.requests, self.sessions)
         self.timers = TimerLoop(self.timer_store, clock, settings.node_id, metrics)
         self.timers.register(REQUEST_TIMER, self.on_request_timer)
+        # Set by the app factory: how direct requests reach their expert.
+        self.notices: Notices | None = None
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -190,7 +194,7 @@ class Hub:
         direct: User | None = None
         if cmd.expert_id is not None:
             direct = await self.users.by_id(cmd.expert_id)
-            if direct is None or direct.role != "expert":
+            if direct is None or direct.role != "expert" or direct.suspended:
                 raise NotFound("no such expert")
         request = Request(
             id=new_id("r"),
@@ -217,6 +221,23 @@ class Hub:
         async with self.db.transaction() as conn:
             await self.requests.insert(conn, request)
             await self.attachments.link(conn, list(files), request_id=request.id)
+            if direct is not None and self.notices is not None:
+                # The seed: "an email, text or a dashboard notification".
+                text = f'{user.name} asks you directly for help: "{request.title}".'
+                await self.notices.add(
+                    conn,
+                    direct,
+                    "direct_request",
+                    request.id,
+                    None,
+                    {"request_id": request.id, "title": request.title, "text": text},
+                    f"Direct request: {request.title}",
+                    text,
+                    now,
+                    sms=True,
+                )
+        if direct is not None and self.notices is not None:
+            self.notices.kick()
         self.metrics.request_created(request.kind)
         log.info(
             "request created request=%s customer=%s kind=%s direct=%s",
@@ -413,6 +434,11 @@ class Hub:
                     conn, request.id, "accepted", None, now, expert_id=expert_id
                 )
             revoked = await self.requests.close_offers(conn, request.id, offer_status, reason, now)
+            answered = expert_id if session is not None else None
+            if status == "declined":
+                answered = request.direct_expert_id
+            if answered:
+                await self.users.note_response(conn, answered)
             await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
         log.info(
             "request closed request=%s status=%s expert=%s session=%s",
@@ -519,11 +545,42 @@ class Hub:
             await self.requests.close_offers(
                 conn, request.id, "declined", None, now, expert_id=user.id
             )
+            await self.users.note_response(conn, user.id)
         log.info("offer declined request=%s expert=%s", request.id, user.id)
         if offer.wave == request.wave:
             # Everyone in this wave said no: do not wait for its TTL.
             await self._advance_if_unanswered(request.id)
         return {}
+
+    async def account_suspended(self, user: User) -> None:
+        """A manager suspended ``user``: his sockets close, his offers and requests end.
+
+        An expert's open offers are withdrawn (their requests move on to the
+        next wave; a direct request to him is declined); a customer's open
+        requests are cancelled.
+        """
+        await self.bus.publish([user.id], {"type": ACCOUNT_SUSPENDED})
+        if user.role == "expert":
+            now = self.clock.now()
+            async with self.db.transaction() as conn:
+                withdrawn = await self.requests.withdraw_all_offers(conn, user.id, now)
+            for request_id in withdrawn:
+                await self.bus.publish(
+                    [user.id],
+                    {"type": "offer.revoked", "request_id": request_id, "reason": "withdrawn"},
+                )
+                request = await self.requests.get(request_id)
+                if request is None or request.status != "open":
+                    continue
+                if request.direct_expert_id == user.id:
+                    await self._close(request, "declined")
+                else:
+                    await self._schedule(request.id, now)
+        elif user.role == "customer":
+            for request in await self.requests.open_of_customer(user.id):
+                with contextlib.suppress(RtError):
+                    await self.cancel(user, RequestCancel(request_id=request.id))
+        log.info("account suspended user=%s role=%s", user.id, user.role)
 
     async def _advance_if_unanswered(self, request_id: str) -> None:
         """If no offer of the request's current wave is open, send the next wave now."""

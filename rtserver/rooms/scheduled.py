@@ -13,35 +13,31 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from rtserver.clock import to_ms, to_wire
+from rtserver.clock import to_wire
 from rtserver.core import schedule
 from rtserver.errors import InvalidState
 from rtserver.hub.service import NO_SHOW_TIMER, REMINDER_TIMER, Hub
-from rtserver.notify import Outgoing, Sender
+from rtserver.notices import Notices
 from rtserver.storage.ledger import PLATFORM, Entry, Ledger
-from rtserver.storage.notifications import NotificationStore
 from rtserver.storage.sessions import Session
 from rtserver.storage.users import User
 
 log = logging.getLogger("rtserver.scheduled")
 
-OUTBOX_TIMER = "outbox"
-
 
 class Scheduled:
     """Reminders, joins, no-shows and cancellations of scheduled sessions."""
 
-    def __init__(self, hub: Hub, sender: Sender) -> None:
+    def __init__(self, hub: Hub, notices: Notices, ledger: Ledger) -> None:
         self.hub = hub
         self.settings = hub.settings
         self.clock = hub.clock
         self.sessions = hub.sessions
-        self.notifications = NotificationStore(hub.db)
-        self.ledger = Ledger(hub.db)
-        self.sender = sender
+        self.notices = notices
+        self.notifications = notices.store
+        self.ledger = ledger
         hub.timers.register(REMINDER_TIMER, self.on_reminder)
         hub.timers.register(NO_SHOW_TIMER, self.on_no_show)
-        hub.timers.register(OUTBOX_TIMER, self.on_outbox)
 
     # -- reminders -------------------------------------------------------------------
 
@@ -64,57 +60,33 @@ class Scheduled:
         }
         people = await self.hub.users.many(list(session.participants()))
         fresh: list[str] = []
+        subject = f"Reminder: {session.title} starts at {body['starts_at']}"
+        text = (
+            f'Your help session "{session.title}" starts at '
+            f"{body['starts_at']} (UTC), in {r.minutes_before} minutes."
+        )
         async with self.hub.db.transaction() as conn:
             for uid in session.participants():
-                if await self.notifications.add(
+                user = people.get(uid)
+                if user is not None and await self.notices.add(
                     conn,
-                    uid,
+                    user,
                     "reminder",
                     f"{session.id}|{ms_before}",
                     session.id,
                     {**body, "title": session.title},
+                    subject,
+                    text,
                     now,
+                    sms=True,
                 ):
                     fresh.append(uid)
-                    user = people.get(uid)
-                    if user is not None:
-                        await self.notifications.queue(
-                            conn,
-                            uid,
-                            "email",
-                            user.email,
-                            f"Reminder: {session.title} starts at {body['starts_at']}",
-                            f'Your help session "{session.title}" starts at '
-                            f"{body['starts_at']} (UTC), in {r.minutes_before} minutes.",
-                            f"reminder|{session.id}|{ms_before}",
-                            now,
-                        )
-            await self.hub.timer_store.schedule(conn, OUTBOX_TIMER, "all", to_ms(now))
-        self.hub.timers.wake()
+        self.notices.kick()
         if fresh:
             log.info(
                 "reminder session=%s before=%ss users=%d", session.id, seconds_before, len(fresh)
             )
             await self.hub.bus.publish(fresh, {"type": "reminder", **body})
-
-    async def on_outbox(self, _ref: str) -> None:
-        """Send what waits in the outbox; failures stay for the next run."""
-        now = self.clock.now()
-        failed = 0
-        for row in await self.notifications.unsent():
-            message = Outgoing(row["channel"], row["address"], row["subject"], row["body"])
-            try:
-                await self.sender.send(message)
-            except Exception:
-                log.exception("outbox send failed id=%s channel=%s", row["id"], row["channel"])
-                await self.notifications.mark_failed(row["id"])
-                failed += 1
-                continue
-            await self.notifications.mark_sent(row["id"], now)
-        if failed:
-            async with self.hub.db.transaction() as conn:
-                due = now + timedelta(seconds=30)
-                await self.hub.timer_store.schedule(conn, OUTBOX_TIMER, "all", to_ms(due))
 
     # -- joining -----------------------------------------------------------------------
 

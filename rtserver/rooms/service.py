@@ -17,6 +17,7 @@ from typing import Any
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core import money
 from rtserver.core.billing import Billing
+from rtserver.core.ledger import session_charge
 from rtserver.core.ratelimit import TokenBucket
 from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RateLimited, TooLarge
 from rtserver.hub.connections import Connection
@@ -33,7 +34,7 @@ from rtserver.schemas import (
     Typing,
 )
 from rtserver.storage.attachments import AttachmentStore
-from rtserver.storage.ledger import PLATFORM, Entry, Ledger
+from rtserver.storage.ledger import Ledger
 from rtserver.storage.sessions import Session
 from rtserver.storage.transcript import NewMessage, Transcript, message_wire
 from rtserver.storage.users import User
@@ -350,11 +351,7 @@ class Rooms:
                 conn,
                 session.id,
                 now,
-                [
-                    Entry("customer", session.customer_id, "charge", -c.charge_cents),
-                    Entry(PLATFORM, None, "platform_fee", c.platform_fee_cents),
-                    Entry("expert", session.expert_id, "earning", c.expert_earnings_cents),
-                ],
+                session_charge(session.customer_id, session.expert_id, c),
             )
             await self.hub.timer_store.cancel(conn, BILLING_TIMER, session.id)
         summary = {

@@ -16,6 +16,8 @@ checkpoint. ``synchronous=FULL`` (``--fsync``) closes that window too.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import secrets
 import sqlite3
@@ -27,6 +29,8 @@ from types import TracebackType
 from typing import Any
 
 import aiosqlite
+
+from rtserver.errors import InvalidField
 
 log = logging.getLogger("rtserver.storage")
 
@@ -240,6 +244,93 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_unsent ON outbox (sent_at, id);
     """,
+    # 4: the portal: accounts' status and phone, ratings and responsiveness, ledger
+    # operations, refund claims, reviews, payout profiles and payouts, idempotency
+    # keys, the managers' audit log.
+    """
+    ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'suspended'));
+    ALTER TABLE users ADD COLUMN phone TEXT;
+    ALTER TABLE expert_profiles ADD COLUMN rating_sum INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE expert_profiles ADD COLUMN rating_count INTEGER NOT NULL DEFAULT 0;
+    -- Median milliseconds from offer to answer over his recent answers.
+    ALTER TABLE expert_profiles ADD COLUMN response_ms INTEGER;
+    CREATE INDEX offers_answered ON offers (expert_id, closed_at);
+    -- Rows of one operation share an op id (and sum to zero). Rows written
+    -- before version 4 get one from their session and time.
+    ALTER TABLE ledger ADD COLUMN op TEXT;
+    DROP TRIGGER ledger_no_update;
+    UPDATE ledger SET op = 'v3:' || coalesce(session_id, '') || ':' || at WHERE op IS NULL;
+    CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+    CREATE INDEX ledger_account ON ledger (account, user_id, id);
+    CREATE INDEX ledger_op ON ledger (op);
+    CREATE TABLE refund_claims (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL UNIQUE REFERENCES sessions(id),
+        customer_id TEXT NOT NULL REFERENCES users(id),
+        expert_id TEXT NOT NULL REFERENCES users(id),
+        status TEXT NOT NULL
+            CHECK (status IN ('open', 'disputed', 'refunded', 'denied', 'no_fault')),
+        reason TEXT NOT NULL,
+        dispute_summary TEXT,
+        outcome TEXT,
+        note TEXT,
+        created_at INTEGER NOT NULL,
+        disputed_at INTEGER,
+        decided_at INTEGER,
+        decided_by TEXT REFERENCES users(id)
+    );
+    CREATE INDEX refund_claims_status ON refund_claims (status, created_at);
+    CREATE INDEX refund_claims_expert ON refund_claims (expert_id, created_at);
+    CREATE INDEX refund_claims_customer ON refund_claims (customer_id, created_at);
+    CREATE TABLE reviews (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+        customer_id TEXT NOT NULL REFERENCES users(id),
+        expert_id TEXT NOT NULL REFERENCES users(id),
+        stars INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
+        comment TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX reviews_expert ON reviews (expert_id, created_at);
+    CREATE TABLE payout_profiles (
+        user_id TEXT PRIMARY KEY REFERENCES users(id),
+        data TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE payouts (
+        id TEXT PRIMARY KEY,
+        expert_id TEXT NOT NULL REFERENCES users(id),
+        period TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+        op TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        -- One payout per expert and period, whatever the retries.
+        UNIQUE (expert_id, period)
+    );
+    CREATE TABLE idempotency_keys (
+        user_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (user_id, key)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        manager_id TEXT,
+        action TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        at INTEGER NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
 ]
 
 
@@ -355,3 +446,26 @@ class Database:
         if self._reader is None:
             raise RuntimeError("database is not open")
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+
+def encode_cursor(*parts: int | str) -> str:
+    """An opaque page cursor holding the sort key of the last item of a page."""
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
+    """The sort key in a cursor made by :func:`encode_cursor`; InvalidField otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidField("not a cursor of this list", "cursor") from None
+    if (
+        not isinstance(parts, list)
+        or len(parts) != len(types)
+        or not all(
+            isinstance(p, t) and not isinstance(p, bool) for p, t in zip(parts, types, strict=True)
+        )
+    ):
+        raise InvalidField("not a cursor of this list", "cursor")
+    return parts

@@ -1,33 +1,54 @@
 """The ledger: append-only money movements in integer cents.
 
-Each ended session writes three rows: the customer's ``charge`` (negative),
-the platform's ``platform_fee`` and the expert's ``earning``. Refunds and
-payouts (the portal issues) append rows of their own; nothing is ever updated
-or deleted (triggers refuse it).
+Which rows an operation writes is decided in :mod:`rtserver.core.ledger`;
+this module stores them (one ``op`` id per operation, inside the caller's
+transaction) and reads them back for the statements, the transaction record
+and payouts. Nothing is ever updated or deleted (triggers refuse it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sqlite3
 from datetime import datetime
+from typing import Any
 
 import aiosqlite
 
-from rtserver.clock import to_ms
-from rtserver.storage.db import Database, Row
+from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.core.ledger import CUSTOMER, EXPERT, PLATFORM, Entry, Row
+from rtserver.storage.db import Database, new_id
 
-PLATFORM = "platform"
+__all__ = ["CUSTOMER", "EXPERT", "PLATFORM", "Entry", "Ledger", "Row", "ledger_wire"]
+
+_COLUMNS = "id, op, session_id, user_id, account, kind, amount_cents, at"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One movement of money."""
+def _row(r: sqlite3.Row | aiosqlite.Row) -> Row:
+    return Row(
+        r["id"],
+        r["op"] or "",
+        r["session_id"],
+        r["user_id"],
+        r["account"],
+        r["kind"],
+        r["amount_cents"],
+        r["at"],
+    )
 
-    account: str  # "customer", "expert" or "platform"
-    user_id: str | None
-    kind: str
-    amount_cents: int
-    memo: str = ""
+
+def ledger_wire(r: sqlite3.Row | aiosqlite.Row) -> dict[str, Any]:
+    """A stored row as the API shows it (a session's rows, a decision's rows)."""
+    return {
+        "id": r["id"],
+        "op": r["op"],
+        "session_id": r["session_id"],
+        "account": r["account"],
+        "user_id": r["user_id"],
+        "kind": r["kind"],
+        "amount_cents": r["amount_cents"],
+        "at": to_wire(from_ms(r["at"])),
+        "memo": r["memo"],
+    }
 
 
 class Ledger:
@@ -37,20 +58,107 @@ class Ledger:
         self.db = db
 
     async def append(
-        self, conn: aiosqlite.Connection, session_id: str | None, at: datetime, entries: list[Entry]
-    ) -> None:
-        """Append entries inside the caller's transaction."""
+        self,
+        conn: aiosqlite.Connection,
+        session_id: str | None,
+        at: datetime,
+        entries: list[Entry],
+        op: str | None = None,
+    ) -> str:
+        """Append one operation's entries inside the caller's transaction; its op id."""
+        if sum(e.amount_cents for e in entries) != 0:
+            raise ValueError("an operation's rows must sum to zero")
+        op = op or new_id("op")
         await conn.executemany(
-            "INSERT INTO ledger (session_id, user_id, account, kind, amount_cents, at, memo)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger (op, session_id, user_id, account, kind, amount_cents, at, memo)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (session_id, e.user_id, e.account, e.kind, e.amount_cents, to_ms(at), e.memo)
+                (op, session_id, e.user_id, e.account, e.kind, e.amount_cents, to_ms(at), e.memo)
                 for e in entries
             ],
         )
+        return op
 
-    async def of_session(self, session_id: str) -> list[Row]:
+    async def of_session(self, session_id: str) -> list[sqlite3.Row]:
         """A session's entries, in order."""
         return await self.db.fetchall(
             "SELECT * FROM ledger WHERE session_id = ? ORDER BY id", (session_id,)
         )
+
+    async def of_op(self, conn: aiosqlite.Connection, op: str) -> list[aiosqlite.Row]:
+        """One operation's rows, inside the caller's transaction."""
+        async with conn.execute("SELECT * FROM ledger WHERE op = ? ORDER BY id", (op,)) as cur:
+            return list(await cur.fetchall())
+
+    async def own(self, account: str, user_id: str) -> list[Row]:
+        """Every row of a user's account, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM ledger WHERE account = ? AND user_id = ? ORDER BY id",
+            (account, user_id),
+        )
+        return [_row(r) for r in rows]
+
+    async def fees_of_expert(self, expert_id: str) -> list[Row]:
+        """The platform's rows on an expert's charges and refunds (same operations)."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM ledger WHERE account = 'platform'"
+            " AND kind IN ('platform_fee', 'fee_reversal') AND op IN"
+            " (SELECT op FROM ledger WHERE account = 'expert' AND user_id = ?"
+            "  AND kind IN ('earning', 'refund_reversal'))"
+            " ORDER BY id",
+            (expert_id,),
+        )
+        return [_row(r) for r in rows]
+
+    async def page(
+        self, account: str, user_id: str, before_id: int | None, limit: int
+    ) -> tuple[list[tuple[Row, str]], int]:
+        """A page of a user's rows newest first (with memo), and the balance after its first."""
+        params: list[object] = [account, user_id]
+        where = "account = ? AND user_id = ?"
+        if before_id is not None:
+            where += " AND id < ?"
+            params.append(before_id)
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS}, memo FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+        if not rows:
+            return [], 0
+        top = await self.db.fetchone(
+            "SELECT coalesce(sum(amount_cents), 0) AS b FROM ledger"
+            " WHERE account = ? AND user_id = ? AND id <= ?",
+            (account, user_id, rows[0]["id"]),
+        )
+        return [(_row(r), r["memo"]) for r in rows], int(top["b"]) if top else 0
+
+    async def balance_in(
+        self, conn: aiosqlite.Connection, account: str, user_id: str, before_ms: int | None = None
+    ) -> int:
+        """A user's balance (before ``before_ms`` if given), inside the caller's transaction."""
+        sql = "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = ? AND user_id = ?"
+        params: list[object] = [account, user_id]
+        if before_ms is not None:
+            sql += " AND at < ?"
+            params.append(before_ms)
+        async with conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def balance(self, account: str, user_id: str) -> int:
+        """A user's balance now."""
+        row = await self.db.fetchone(
+            "SELECT coalesce(sum(amount_cents), 0) AS b FROM ledger"
+            " WHERE account = ? AND user_id = ?",
+            (account, user_id),
+        )
+        return int(row["b"]) if row else 0
+
+    async def total(self) -> int:
+        """The sum of every row (zero, always)."""
+        row = await self.db.fetchone("SELECT coalesce(sum(amount_cents), 0) AS t FROM ledger")
+        return int(row["t"]) if row else 0
+
+
+# The account a user's rows are in, by role.
+ACCOUNT_OF_ROLE = {"expert": EXPERT, "customer": CUSTOMER}

@@ -314,6 +314,20 @@ class RequestStore:
         ) as cur:
             return [r[0] for r in await cur.fetchall()]
 
+    async def withdraw_all_offers(
+        self, conn: aiosqlite.Connection, expert_id: str, now: datetime
+    ) -> list[str]:
+        """Revoke every open offer of an expert (his account was suspended).
+
+        Returns the requests they belonged to.
+        """
+        async with conn.execute(
+            "UPDATE offers SET status = 'revoked', reason = 'withdrawn', closed_at = ?"
+            " WHERE expert_id = ? AND status = 'open' RETURNING request_id",
+            (to_ms(now), expert_id),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
     async def add_message(self, request_id: str, from_id: str, text: str, at: datetime) -> int:
         """Store a message about a request; its id."""
         async with self.db.transaction() as conn:

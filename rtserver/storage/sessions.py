@@ -303,3 +303,39 @@ class SessionStore:
             expert_ids,
         )
         return {r["expert_id"] for r in rows}
+
+    async def page(
+        self,
+        user_id: str | None,
+        statuses: list[str],
+        disputed: bool,
+        before: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Session]:
+        """Sessions of a user (or all), newest first; ``disputed``: those he disputed.
+
+        "Newest" is by creation (the accept), so the order never changes as
+        sessions start and end, and a cursor stays valid.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if user_id is not None:
+            where.append("(customer_id = ? OR expert_id = ?)")
+            params += [user_id, user_id]
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        if disputed:
+            where.append(
+                "EXISTS (SELECT 1 FROM refund_claims c WHERE c.session_id = sessions.id"
+                " AND c.disputed_at IS NOT NULL)"
+            )
+        if before is not None:
+            where.append("(created_at, id) < (?, ?)")
+            params += list(before)
+        sql = "SELECT * FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = await self.db.fetchall(sql, [*params, limit])
+        return [_session(r) for r in rows]

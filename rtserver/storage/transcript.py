@@ -171,11 +171,18 @@ class Transcript:
         )
         return Stored(seq, m.at_ms, False)
 
-    async def after(self, session_id: str, after_seq: int) -> list[Row]:
-        """Every stored message with ``seq > after_seq``, in order."""
+    async def after(self, session_id: str, after_seq: int, limit: int = -1) -> list[Row]:
+        """Stored messages with ``seq > after_seq``, in order (at most ``limit``; -1: all)."""
         return await self.db.fetchall(
-            "SELECT * FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
-            (session_id, after_seq),
+            "SELECT * FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (session_id, after_seq, limit),
+        )
+
+    async def code_of(self, session_id: str) -> list[Row]:
+        """A session's code snippets, in order."""
+        return await self.db.fetchall(
+            "SELECT * FROM messages WHERE session_id = ? AND kind = 'code' ORDER BY seq",
+            (session_id,),
         )
 
     def statistics(self) -> dict[str, float]:

@@ -26,6 +26,9 @@ class User:
     role: Role
     password_hash: str
     presence: str = "away"
+    status: str = "active"
+    phone: str | None = None
+    created_at_ms: int = 0
 
     def person(self) -> dict[str, Any]:
         """``{id, name, role}``: how a user appears inside another object."""
@@ -34,6 +37,11 @@ class User:
     def public(self) -> dict[str, Any]:
         """``{id, email, name, role}``: the user as register and login return it."""
         return {"id": self.id, "email": self.email, "name": self.name, "role": self.role}
+
+    @property
+    def suspended(self) -> bool:
+        """A manager suspended this account: no login, no sockets, no offers."""
+        return self.status == "suspended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,36 @@ class Profile:
     rate_cents_per_15min: int = 0
     bio: str = ""
     verification_status: str = "pending"
+    rating_sum: int = 0
+    rating_count: int = 0
+    response_ms: int | None = None
+
+    @property
+    def rating(self) -> float | None:
+        """The average of his reviews, or None before the first."""
+        return self.rating_sum / self.rating_count if self.rating_count else None
+
+    def public_wire(self, user: User) -> dict[str, Any]:
+        """The public profile: what a profile link shows to anyone."""
+        rating = self.rating
+        return {
+            "id": user.id,
+            "name": user.name,
+            "title": self.title,
+            "skills": self.skills,
+            "languages": self.languages,
+            "years_experience": self.years_experience,
+            "rate_cents_per_15min": self.rate_cents_per_15min,
+            "bio": self.bio,
+            "verification_status": self.verification_status,
+            "rating": {
+                "average": round(rating, 1) if rating is not None else None,
+                "count": self.rating_count,
+            },
+            "median_response_seconds": round(self.response_ms / 1000, 1)
+            if self.response_ms is not None
+            else None,
+        }
 
     def to_wire(self) -> dict[str, Any]:
         """The fields of ``GET /api/me`` for an expert."""
@@ -63,8 +101,35 @@ class Profile:
 
 def _user(row: Row) -> User:
     return User(
-        row["id"], row["email"], row["name"], row["role"], row["password_hash"], row["presence"]
+        row["id"],
+        row["email"],
+        row["name"],
+        row["role"],
+        row["password_hash"],
+        row["presence"],
+        row["status"],
+        row["phone"],
+        row["created_at"],
     )
+
+
+def _profile(row: Row) -> Profile:
+    return Profile(
+        row["title"],
+        json.loads(row["skills"]),
+        json.loads(row["languages"]),
+        row["years_experience"],
+        row["rate_cents_per_15min"],
+        row["bio"],
+        row["verification_status"],
+        row["rating_sum"],
+        row["rating_count"],
+        row["response_ms"],
+    )
+
+
+# How many of an expert's latest answers his median response time is taken over.
+RESPONSE_WINDOW = 50
 
 
 class UserStore:
@@ -77,7 +142,9 @@ class UserStore:
         self, email: str, password_hash: str, name: str, role: Role, now_ms: int
     ) -> User:
         """A new account; :class:`AlreadyExists` if the e-mail is taken."""
-        user = User(new_id("u"), email.strip(), name.strip(), role, password_hash)
+        user = User(
+            new_id("u"), email.strip(), name.strip(), role, password_hash, created_at_ms=now_ms
+        )
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
@@ -120,17 +187,7 @@ class UserStore:
     async def profile(self, user_id: str) -> Profile | None:
         """An expert's profile, or None for other roles."""
         row = await self.db.fetchone("SELECT * FROM expert_profiles WHERE user_id = ?", (user_id,))
-        if row is None:
-            return None
-        return Profile(
-            row["title"],
-            json.loads(row["skills"]),
-            json.loads(row["languages"]),
-            row["years_experience"],
-            row["rate_cents_per_15min"],
-            row["bio"],
-            row["verification_status"],
-        )
+        return _profile(row) if row is not None else None
 
     async def put_profile(self, user_id: str, p: Profile, now_ms: int) -> None:
         """Replace an expert's preferences (verification status is not his to set)."""
@@ -169,6 +226,7 @@ class UserStore:
         marks = ",".join("?" * len(expert_ids))
         async with conn.execute(
             f"SELECT id FROM users WHERE id IN ({marks}) AND presence = 'available'"
+            " AND status = 'active'"
             " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.expert_id = users.id"
             " AND s.status = 'active')",
             expert_ids,
@@ -188,11 +246,14 @@ class UserStore:
         presence = "AND u.presence = 'available'" if available_only else ""
         rows = await self.db.fetchall(
             f"""
-            SELECT u.id, u.last_offered_at, group_concat(s.skill, char(31)) AS matched
+            SELECT u.id, u.last_offered_at, group_concat(s.skill, char(31)) AS matched,
+                p.rating_sum, p.rating_count, p.response_ms, p.verification_status
             FROM expert_skills s
             JOIN users u ON u.id = s.user_id
+            JOIN expert_profiles p ON p.user_id = u.id
             JOIN expert_languages l ON l.user_id = u.id AND l.language = ?
-            WHERE s.skill IN ({marks}) AND u.role = 'expert' {presence}
+            WHERE s.skill IN ({marks}) AND u.role = 'expert' AND u.status = 'active'
+                AND p.verification_status != 'rejected' {presence}
             GROUP BY u.id
             """,
             [need.language, *sorted(need.skills)],
@@ -202,7 +263,116 @@ class UserStore:
                 r["id"],
                 frozenset(r["matched"].split("\x1f")),
                 frozenset([need.language]),
+                rating=r["rating_sum"] / r["rating_count"] if r["rating_count"] else None,
+                response_ms=r["response_ms"],
                 last_offered_ms=r["last_offered_at"],
+                verified=r["verification_status"] == "verified",
             )
             for r in rows
         ]
+
+    # -- the portal ---------------------------------------------------------------
+
+    async def set_phone(self, user_id: str, phone: str | None) -> None:
+        """A user's phone number for texts (E.164), or None."""
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE users SET phone = ? WHERE id = ?", (phone, user_id))
+
+    async def set_status(self, conn: aiosqlite.Connection, user_id: str, status: str) -> bool:
+        """Suspend or restore an account, inside the caller's transaction; False if unchanged."""
+        cur = await conn.execute(
+            "UPDATE users SET status = ? WHERE id = ? AND status != ?", (status, user_id, status)
+        )
+        return cur.rowcount == 1
+
+    async def set_verification(self, conn: aiosqlite.Connection, user_id: str, status: str) -> bool:
+        """A manager's verification of an expert, inside the caller's transaction."""
+        cur = await conn.execute(
+            "UPDATE expert_profiles SET verification_status = ? WHERE user_id = ?",
+            (status, user_id),
+        )
+        return cur.rowcount == 1
+
+    async def note_response(self, conn: aiosqlite.Connection, expert_id: str) -> None:
+        """Recompute an expert's median response time after he answered an offer.
+
+        The median over his latest answers (accepted or declined offers), so
+        one slow day long ago does not follow him forever.
+        """
+        async with conn.execute(
+            "SELECT closed_at - created_at FROM offers WHERE expert_id = ?"
+            " AND status IN ('accepted', 'declined') AND closed_at IS NOT NULL"
+            " ORDER BY closed_at DESC LIMIT ?",
+            (expert_id, RESPONSE_WINDOW),
+        ) as cur:
+            times = sorted(max(0, int(r[0])) for r in await cur.fetchall())
+        if not times:
+            return
+        mid = len(times) // 2
+        median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) // 2
+        await conn.execute(
+            "UPDATE expert_profiles SET response_ms = ? WHERE user_id = ?", (median, expert_id)
+        )
+
+    async def experts(
+        self, skill: str | None, language: str | None, limit: int = 100
+    ) -> list[tuple[User, Profile]]:
+        """Public experts (active, not rejected), best rated first."""
+        where = ["u.role = 'expert'", "u.status = 'active'", "p.verification_status != 'rejected'"]
+        params: list[Any] = []
+        if skill:
+            where.append(
+                "EXISTS (SELECT 1 FROM expert_skills s WHERE s.user_id = u.id AND s.skill = ?)"
+            )
+            params.append(normalize(skill))
+        if language:
+            where.append(
+                "EXISTS (SELECT 1 FROM expert_languages l WHERE l.user_id = u.id"
+                " AND l.language = ?)"
+            )
+            params.append(normalize(language))
+        rows = await self.db.fetchall(
+            "SELECT u.*, p.title, p.skills, p.languages, p.years_experience,"
+            " p.rate_cents_per_15min, p.bio, p.verification_status, p.rating_sum,"
+            " p.rating_count, p.response_ms FROM users u JOIN expert_profiles p"
+            f" ON p.user_id = u.id WHERE {' AND '.join(where)}"
+            " ORDER BY (p.verification_status = 'verified') DESC,"
+            " CASE WHEN p.rating_count > 0 THEN 1.0 * p.rating_sum / p.rating_count END DESC"
+            " NULLS LAST, u.name, u.id LIMIT ?",
+            [*params, limit],
+        )
+        return [(_user(r), _profile(r)) for r in rows]
+
+    async def page(
+        self,
+        role: str | None,
+        status: str | None,
+        q: str | None,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[tuple[User, str | None]]:
+        """Accounts for managers, newest first, with experts' verification status."""
+        where: list[str] = []
+        params: list[Any] = []
+        if role:
+            where.append("u.role = ?")
+            params.append(role)
+        if status:
+            where.append("u.status = ?")
+            params.append(status)
+        if q:
+            where.append("(u.name LIKE ? ESCAPE '\\' OR u.email LIKE ? ESCAPE '\\')")
+            like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [like, like]
+        if after is not None:
+            where.append("(u.created_at, u.id) < (?, ?)")
+            params += list(after)
+        sql = (
+            "SELECT u.*, p.verification_status AS vs FROM users u"
+            " LEFT JOIN expert_profiles p ON p.user_id = u.id"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY u.created_at DESC, u.id DESC LIMIT ?"
+        rows = await self.db.fetchall(sql, [*params, limit])
+        return [(_user(r), r["vs"]) for r in rows]

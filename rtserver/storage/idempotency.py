@@ -1,0 +1,81 @@
+"""Idempotency keys: an operation's answer kept with the money it moved.
+
+A key is recorded in the same transaction as the operation it guards, so a
+replay either finds the committed answer or runs after the first commit and
+finds it then (SQLite's write lock orders them, across nodes too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from rtserver.clock import to_ms
+from rtserver.errors import InvalidField
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """The ``Idempotency-Key`` of one call: who, which key, and what was asked."""
+
+    user_id: str
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, user_id: str, key: str, method: str, path: str, body: bytes) -> IdempotencyKey:
+        """A key bound to the call's method, path and body."""
+        digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body)
+        return cls(user_id, key, digest.hexdigest())
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The answer kept for a key."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class IdempotencyStore:
+    """The ``idempotency_keys`` table."""
+
+    async def kept(self, conn: aiosqlite.Connection, key: IdempotencyKey) -> Kept | None:
+        """The answer kept for this key (inside the caller's transaction), or None.
+
+        The same key with another call is refused: reusing a key for a new
+        operation is a client bug that must not pass silently.
+        """
+        async with conn.execute(
+            "SELECT fingerprint, status, response FROM idempotency_keys"
+            " WHERE user_id = ? AND key = ?",
+            (key.user_id, key.key),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        if row[0] != key.fingerprint:
+            raise InvalidField(
+                "this Idempotency-Key was used for another request", "Idempotency-Key"
+            )
+        return Kept(int(row[1]), json.loads(row[2]))
+
+    async def keep(
+        self,
+        conn: aiosqlite.Connection,
+        key: IdempotencyKey,
+        status: int,
+        body: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """Record the answer, inside the transaction of the operation it answers."""
+        await conn.execute(
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, response, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key.user_id, key.key, key.fingerprint, status, json.dumps(body), to_ms(now)),
+        )

@@ -1,0 +1,130 @@
+"""Payout profiles and payouts, as stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from rtserver.clock import from_ms, to_ms, to_wire
+from rtserver.core.payout_profile import PayoutProfile
+from rtserver.storage.db import Database, Row, new_id
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One transfer to one expert for one period."""
+
+    id: str
+    expert_id: str
+    period: str
+    amount_cents: int
+    op: str
+    created_at: datetime
+
+    def to_wire(self, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The payout as its expert and managers see it."""
+        return {
+            "id": self.id,
+            "expert": people.get(self.expert_id, {"id": self.expert_id}),
+            "period": self.period,
+            "amount_cents": self.amount_cents,
+            "created_at": to_wire(self.created_at),
+        }
+
+
+def _payout(r: Row) -> Payout:
+    return Payout(
+        r["id"], r["expert_id"], r["period"], r["amount_cents"], r["op"], from_ms(r["created_at"])
+    )
+
+
+class PayoutStore:
+    """The ``payout_profiles`` and ``payouts`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def profile(self, user_id: str) -> PayoutProfile:
+        """An expert's payout profile (empty if never saved)."""
+        row = await self.db.fetchone(
+            "SELECT data FROM payout_profiles WHERE user_id = ?", (user_id,)
+        )
+        return PayoutProfile.from_json(row["data"]) if row else PayoutProfile()
+
+    async def profiles(self, user_ids: list[str]) -> dict[str, PayoutProfile]:
+        """Profiles by user id (missing ones empty)."""
+        out = {uid: PayoutProfile() for uid in user_ids}
+        if user_ids:
+            marks = ",".join("?" * len(user_ids))
+            for r in await self.db.fetchall(
+                f"SELECT user_id, data FROM payout_profiles WHERE user_id IN ({marks})", user_ids
+            ):
+                out[r["user_id"]] = PayoutProfile.from_json(r["data"])
+        return out
+
+    async def put_profile(self, user_id: str, profile: PayoutProfile, now: datetime) -> None:
+        """Replace an expert's payout profile."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO payout_profiles (user_id, data, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                (user_id, profile.to_json(), to_ms(now)),
+            )
+
+    async def experts_with_rows(self, conn: aiosqlite.Connection) -> list[str]:
+        """Every expert who has ledger rows, inside the caller's transaction."""
+        async with conn.execute(
+            "SELECT DISTINCT user_id FROM ledger WHERE account = 'expert' AND user_id IS NOT NULL"
+            " ORDER BY user_id"
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def insert(
+        self,
+        conn: aiosqlite.Connection,
+        expert_id: str,
+        period: str,
+        amount_cents: int,
+        op: str,
+        now: datetime,
+    ) -> Payout | None:
+        """Record a payout; None if this expert was paid for this period already."""
+        payout = Payout(new_id("p"), expert_id, period, amount_cents, op, now)
+        cur = await conn.execute(
+            "INSERT OR IGNORE INTO payouts (id, expert_id, period, amount_cents, op, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (payout.id, expert_id, period, amount_cents, op, to_ms(now)),
+        )
+        return payout if cur.rowcount == 1 else None
+
+    async def paid_in(self, conn: aiosqlite.Connection, expert_id: str, period: str) -> bool:
+        """Whether this expert has a payout for this period (inside a transaction)."""
+        async with conn.execute(
+            "SELECT 1 FROM payouts WHERE expert_id = ? AND period = ?", (expert_id, period)
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    async def of_expert(self, expert_id: str) -> list[Payout]:
+        """An expert's payouts, newest first."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM payouts WHERE expert_id = ? ORDER BY created_at DESC, id DESC",
+            (expert_id,),
+        )
+        return [_payout(r) for r in rows]
+
+    async def of_period(self, period: str | None) -> list[Payout]:
+        """Every payout (of a period), newest first."""
+        if period is None:
+            rows = await self.db.fetchall(
+                "SELECT * FROM payouts ORDER BY created_at DESC, id DESC LIMIT 1000"
+            )
+        else:
+            rows = await self.db.fetchall(
+                "SELECT * FROM payouts WHERE period = ? ORDER BY created_at DESC, id DESC",
+                (period,),
+            )
+        return [_payout(r) for r in rows]
