@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,26 @@ class Node:
         self.ws = f"ws://{settings.host}:{settings.port}/ws"
 
 
+class ShiftClock:
+    """The real clock, moved forward on demand: time still flows (billing runs),
+    and a test can jump days ahead (a refund window, the end of a month)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """The wall clock plus the shift so far."""
+        return datetime.now(UTC) + self.offset
+
+    def shift(self, **delta: float) -> None:
+        """Move forward, e.g. ``shift(days=15)``."""
+        self.offset += timedelta(**delta)
+
+
 @asynccontextmanager
-async def run_node(settings: Settings) -> AsyncIterator[Node]:
-    """An rtserver node served by uvicorn in this event loop."""
-    app = create_app(settings)
+async def run_node(settings: Settings, **app_kw: Any) -> AsyncIterator[Node]:
+    """An rtserver node served by uvicorn in this event loop (``app_kw``: clock, senders)."""
+    app = create_app(settings, **app_kw)
     server = Server(uvicorn_config(app, settings))
     server.config.loop = "none"
     task = asyncio.get_running_loop().create_task(server.serve())
