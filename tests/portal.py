@@ -108,9 +108,9 @@ async def new_manager(node: Node, api: Api, data_dir: Path, name: str = "Manager
         kdf_time_cost=settings.kdf_time_cost,
     )
     async with Database(data_dir / "rtserver.sqlite3") as db:
-        await UserStore(db).create(
-            email, await a.hash_password("password-123"), name, "manager", to_ms(SystemClock().now())
-        )
+        password_hash = await a.hash_password("password-123")
+        now_ms = to_ms(SystemClock().now())
+        await UserStore(db).create(email, password_hash, name, "manager", now_ms)
     r = await api.http.post("/api/auth/login", json={"email": email, "password": "password-123"})
     r.raise_for_status()
     return str(r.json()["token"])
