@@ -155,5 +155,48 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
     click.echo(f"created {created['role']} {created['email']} id={created['id']}")
 
 
+@main.group()
+def payouts() -> None:
+    """Pay experts."""
+
+
+@payouts.command("run")
+@click.option("--month", required=True, help="the month to pay, YYYY-MM (UTC); it must have ended")
+@click.option(
+    "--data-dir", envvar="RT_DATA_DIR", default=None, help="data directory [./rtserver-data]"
+)
+def run_payouts(month: str, data_dir: str | None) -> None:
+    """Pay every expert with a complete payout profile and a positive balance for MONTH.
+
+    Safe to run again: each expert is paid once per month. Notifications,
+    e-mails and the transfers are queued in the data dir's outbox, which the
+    running server sends.
+    """
+    import json
+
+    from rtserver.app import Node
+    from rtserver.errors import RtError
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("RT_")}
+    settings = Settings.from_mapping(env | {"data_dir": data_dir}).replace(redis_url=None)
+
+    async def go() -> dict[str, Any]:
+        node = Node(settings)
+        await node.db.open()
+        try:
+            done = await node.money.run(None, month, None)
+        finally:
+            node.rooms.transcript.close()
+            await node.db.aclose()
+        return done.body
+
+    try:
+        result = asyncio.run(go())
+    except RtError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":
     main()

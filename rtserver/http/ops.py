@@ -11,8 +11,22 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from rtserver import __version__
+from rtserver.core.payout_profile import PayoutProfileBody
 from rtserver.http.common import json_response, node_of
-from rtserver.schemas import LoginBody, PreferencesBody, RegisterBody
+from rtserver.schemas import (
+    ClaimBody,
+    DecisionBody,
+    DisputeBody,
+    LoginBody,
+    PayoutRunBody,
+    PhoneBody,
+    PreferencesBody,
+    RegisterBody,
+    RestoreBody,
+    ReviewBody,
+    SuspendBody,
+    VerificationBody,
+)
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 
@@ -44,6 +58,8 @@ def _op(
     auth: bool = True,
     ok: str = "200",
     params: tuple[str, ...] = (),
+    query: tuple[str, ...] = (),
+    idempotent: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -62,18 +78,47 @@ def _op(
         }
     if auth:
         op["security"] = [{"bearer": []}]
-    if params:
-        op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
+    parameters: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+    ]
+    parameters += [
+        {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query
+    ]
+    if idempotent:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "The same key and body answer the first result and move "
+                "nothing twice; the same key with another body is refused (422).",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
+    if parameters:
+        op["parameters"] = parameters
     return op
 
 
 def openapi_document() -> dict[str, Any]:
     """The whole HTTP API, bodies generated from the same schemas that validate them."""
     _, components = msgspec.json.schema_components(
-        [RegisterBody, LoginBody, PreferencesBody], ref_template="#/components/schemas/{name}"
+        [
+            RegisterBody,
+            LoginBody,
+            PreferencesBody,
+            ClaimBody,
+            DisputeBody,
+            DecisionBody,
+            ReviewBody,
+            PhoneBody,
+            VerificationBody,
+            SuspendBody,
+            RestoreBody,
+            PayoutRunBody,
+            PayoutProfileBody,
+        ],
+        ref_template="#/components/schemas/{name}",
     )
     components["Error"] = {
         "type": "object",
@@ -115,10 +160,120 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/api/offers": {"get": _op("The expert's open offers")},
-            "/api/sessions/{session_id}": {
-                "get": _op("One session (its participants)", params=("session_id",))
+            "/api/sessions": {
+                "get": _op(
+                    "Session History: the user's sessions (managers: all), newest first",
+                    query=("status", "disputed", "user_id", "cursor", "limit"),
+                )
             },
-            "/api/notifications": {"get": _op("The user's notifications (reminders)")},
+            "/api/sessions/{session_id}": {
+                "get": _op(
+                    "View Details: people, times, money, files, code, claim, review, ledger",
+                    params=("session_id",),
+                )
+            },
+            "/api/sessions/{session_id}/messages": {
+                "get": _op(
+                    "A page of the transcript, by seq",
+                    params=("session_id",),
+                    query=("after_seq", "limit"),
+                )
+            },
+            "/api/sessions/{session_id}/refund-claim": {
+                "post": _op(
+                    "The customer claims a refund",
+                    "ClaimBody",
+                    ok="201",
+                    params=("session_id",),
+                    idempotent=True,
+                )
+            },
+            "/api/sessions/{session_id}/review": {
+                "post": _op(
+                    "The customer rates the session, once",
+                    "ReviewBody",
+                    ok="201",
+                    params=("session_id",),
+                    idempotent=True,
+                )
+            },
+            "/api/claims": {
+                "get": _op(
+                    "Managers: the claims queue, oldest first; others: their own claims",
+                    query=("status", "cursor", "limit"),
+                )
+            },
+            "/api/claims/{claim_id}": {"get": _op("One refund claim", params=("claim_id",))},
+            "/api/claims/{claim_id}/dispute": {
+                "post": _op(
+                    "The expert disputes a claim",
+                    "DisputeBody",
+                    params=("claim_id",),
+                    idempotent=True,
+                )
+            },
+            "/api/claims/{claim_id}/decision": {
+                "post": _op(
+                    "A manager decides a claim (refund, deny, no_fault); final",
+                    "DecisionBody",
+                    params=("claim_id",),
+                    idempotent=True,
+                )
+            },
+            "/api/me/statements": {
+                "get": _op("My Earnings and Session Summary, per UTC month", query=("year",))
+            },
+            "/api/me/transactions": {
+                "get": _op(
+                    "The Transaction Record with running balance (format=csv: all rows)",
+                    query=("cursor", "limit", "format"),
+                )
+            },
+            "/api/me/payout-profile": {
+                "get": _op("The expert's payout profile, masked"),
+                "put": _op("Save parts of the payout profile", "PayoutProfileBody"),
+            },
+            "/api/me/payouts": {"get": _op("The expert's payouts")},
+            "/api/me/phone": {"put": _op("Set or remove the phone number for texts", "PhoneBody")},
+            "/api/experts": {
+                "get": _op("Public expert profiles", auth=False, query=("skill", "language"))
+            },
+            "/api/experts/{user_id}": {
+                "get": _op("An expert's public profile", auth=False, params=("user_id",))
+            },
+            "/api/experts/{user_id}/reviews": {
+                "get": _op(
+                    "An expert's reviews",
+                    auth=False,
+                    params=("user_id",),
+                    query=("cursor", "limit"),
+                )
+            },
+            "/api/experts/{user_id}/verification": {
+                "put": _op("A manager sets verification", "VerificationBody", params=("user_id",))
+            },
+            "/api/users": {
+                "get": _op(
+                    "Accounts, for managers", query=("role", "status", "q", "cursor", "limit")
+                )
+            },
+            "/api/users/{user_id}/suspend": {
+                "post": _op("A manager suspends an account", "SuspendBody", params=("user_id",))
+            },
+            "/api/users/{user_id}/restore": {
+                "post": _op("A manager restores an account", "RestoreBody", params=("user_id",))
+            },
+            "/api/audit": {"get": _op("The managers' audit log", query=("cursor", "limit"))},
+            "/api/payouts/run": {
+                "post": _op("A manager pays out one ended month", "PayoutRunBody", idempotent=True)
+            },
+            "/api/payouts": {"get": _op("Payouts, for managers", query=("month",))},
+            "/api/notifications": {
+                "get": _op(
+                    "The user's notifications (reminders, claims, reviews, payouts)",
+                    query=("unread",),
+                )
+            },
             "/api/notifications/{notification_id}/read": {
                 "post": _op("Mark a notification read", params=("notification_id",))
             },
