@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from rtserver.core.money import Charge
+from rtserver.core.schedule import Fee
 
 CUSTOMER = "customer"
 EXPERT = "expert"
@@ -72,6 +73,34 @@ def session_charge(customer_id: str, expert_id: str, c: Charge) -> list[Entry]:
         Entry(CUSTOMER, customer_id, "charge", -c.charge_cents),
         Entry(PLATFORM, None, "platform_fee", c.platform_fee_cents),
         Entry(EXPERT, expert_id, "earning", c.expert_earnings_cents),
+    ]
+
+
+def cancellation(customer_id: str, expert_id: str, fee: Fee, reason: str) -> list[Entry]:
+    """A no-show or late cancel: the charged side pays the fee, the other side gets
+    it less the platform's part. No rows when nobody is charged."""
+    if fee.charged_user_id is None or fee.compensated_user_id is None:
+        return []
+
+    def account(user_id: str) -> str:
+        return EXPERT if user_id == expert_id else CUSTOMER
+
+    return [
+        Entry(
+            account(fee.charged_user_id),
+            fee.charged_user_id,
+            "cancellation_fee",
+            -fee.fee_cents,
+            reason,
+        ),
+        Entry(
+            account(fee.compensated_user_id),
+            fee.compensated_user_id,
+            "cancellation_compensation",
+            fee.compensation_cents,
+            reason,
+        ),
+        Entry(PLATFORM, None, "platform_fee", fee.platform_cents, reason),
     ]
 
 

@@ -14,11 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from rtserver.clock import to_wire
+from rtserver.core import ledger as money
 from rtserver.core import schedule
 from rtserver.errors import InvalidState
 from rtserver.hub.service import NO_SHOW_TIMER, REMINDER_TIMER, Hub
 from rtserver.notices import Notices
-from rtserver.storage.ledger import PLATFORM, Entry, Ledger
+from rtserver.storage.ledger import Ledger
 from rtserver.storage.sessions import Session
 from rtserver.storage.users import User
 
@@ -158,28 +159,8 @@ class Scheduled:
             ):
                 return False
             if fee.charged_user_id is not None:
-                await self.ledger.append(
-                    conn,
-                    session.id,
-                    now,
-                    [
-                        Entry(
-                            _account(session, fee.charged_user_id),
-                            fee.charged_user_id,
-                            "cancellation_fee",
-                            -fee.fee_cents,
-                            reason,
-                        ),
-                        Entry(
-                            _account(session, fee.compensated_user_id),
-                            fee.compensated_user_id,
-                            "cancellation_compensation",
-                            fee.compensation_cents,
-                            reason,
-                        ),
-                        Entry(PLATFORM, None, "platform_fee", fee.platform_cents, reason),
-                    ],
-                )
+                entries = money.cancellation(session.customer_id, session.expert_id, fee, reason)
+                await self.ledger.append(conn, session.id, now, entries)
             for offset in self.settings.reminders:
                 ref = f"{session.id}|{int(offset * 1000)}"
                 await self.hub.timer_store.cancel(conn, REMINDER_TIMER, ref)
@@ -209,7 +190,3 @@ class Scheduled:
                 {"type": "session.update", "session": await self.hub.session_wire(fresh)},
             )
         return True
-
-
-def _account(session: Session, user_id: str | None) -> str:
-    return "expert" if user_id == session.expert_id else "customer"
