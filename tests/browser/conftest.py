@@ -32,6 +32,7 @@ from rtserver.server import Server, uvicorn_config
 from tests.servers import Node, node_settings
 
 CHROMIUM = "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -190,7 +191,7 @@ class Site:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Headless Chromium: Debian's, never one downloaded by Playwright."""
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         pytest.fail(f"{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

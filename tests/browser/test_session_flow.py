@@ -93,7 +93,8 @@ async def test_request_to_ended_session_in_two_browsers(site: Site) -> None:
     assert ended["summary"]["discount_pct"] == 10
     assert ended["summary"]["billable_seconds"] >= 3
     assert ended["summary"]["charge_cents"] > 0
-    charge = "$%d.%02d" % divmod(ended["summary"]["charge_cents"], 100)
+    dollars, cents = divmod(ended["summary"]["charge_cents"], 100)
+    charge = f"${dollars}.{cents:02d}"
     await expect(cp.get_by_test_id("room-summary")).to_contain_text(charge)
     transcript = await site.call(customer, "GET", f"/api/sessions/{ended['id']}/messages")
     assert [m["seq"] for m in transcript["messages"]] == [1, 2, 3]
