@@ -8,6 +8,8 @@ same files in Chromium against a whole node.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 
 import httpx
@@ -113,3 +115,21 @@ def test_the_package_ships_every_file() -> None:
     )
     for m in MODULES:
         assert m in files
+
+
+def test_connection_and_store_logic_under_node() -> None:
+    """``node --test rtserver/static/tests``: conn.js and store.js without a DOM (fake socket,
+    fake timers): replies by id, timeouts, heartbeat, jittered reconnect, 4401 and 4403,
+    resume by ``after_seq``, the outbox resent by ``cid``, dedupe by ``seq``."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing (the machine's Node.js runs the client's unit tests)")
+    done = subprocess.run(
+        [node, "--test", str(web.STATIC_DIR / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout

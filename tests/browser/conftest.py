@@ -58,9 +58,9 @@ def with_web_routes(app: Starlette) -> Starlette:
 
 
 @asynccontextmanager
-async def run_web_node(settings: Settings) -> AsyncIterator[tuple[Node, Starlette]]:
-    """A node that serves the browser client, in this event loop."""
-    app = with_web_routes(create_app(settings))
+async def run_web_node(settings: Settings, **app_kw: Any) -> AsyncIterator[tuple[Node, Starlette]]:
+    """A node that serves the browser client, in this event loop (``app_kw``: a clock)."""
+    app = with_web_routes(create_app(settings, **app_kw))
     server = Server(uvicorn_config(app, settings))
     server.config.loop = "none"
     task = asyncio.get_running_loop().create_task(server.serve())
@@ -188,17 +188,24 @@ class Site:
         return page
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
     """Headless Chromium: Debian's, never one downloaded by Playwright."""
-    if not HAVE_CHROMIUM:
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A fresh Chromium for each test."""
+    if not HAVE_CHROMIUM:
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium)")
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture
