@@ -119,11 +119,11 @@ def parse_frame(value: Any, known: dict[str, type[Command]] | None = None) -> Co
         return msgspec.convert(value, cls, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        field = _field_of(message)
+        field = field_of(message)
         raise FrameError(InvalidField(message, field), re) from None
 
 
-def _field_of(message: str) -> str | None:
+def field_of(message: str) -> str | None:
     """The field a msgspec validation message names, if any."""
     if "at `$." in message:
         return message.split("at `$.", 1)[1].rstrip("`")

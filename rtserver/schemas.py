@@ -269,4 +269,4 @@ class RestoreBody(msgspec.Struct, frozen=True):
 class PayoutRunBody(msgspec.Struct, frozen=True):
     """Pay out one month (UTC)."""
 
-    month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}$")]
+    month: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}$")]

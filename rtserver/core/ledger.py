@@ -14,6 +14,7 @@ whole ledger does too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -138,15 +139,18 @@ def refund_decision(
     raise ValueError(f"unknown outcome {outcome!r}")
 
 
-def payout_amount(balance_at_period_end: int, balance_now: int) -> int:
-    """What one payout pays: the balance at the end of its period, never more than now.
+def payout_amount(owed_through_period: int, balance_now: int) -> int:
+    """What one payout pays: what is owed through its period, never more than now.
 
-    The cap matters when periods are paid late or out of order: a refund
-    after the period, or a later period already paid, lowered what is owed.
-    A negative balance pays nothing and is carried forward, netted from the
-    next payout because it is part of the next balance.
+    ``owed_through_period`` is the expert's rows before the period's end less
+    *every* payout made so far, whenever (a later period paid first already
+    paid this period's money: counting only payouts before the end would pay
+    it again, out of the month still running). The cap by the balance now
+    matters when a refund after the period lowered what is owed. A negative
+    balance pays nothing and is carried forward, netted from the next payout
+    because it is part of the next balance.
     """
-    return max(0, min(balance_at_period_end, balance_now))
+    return max(0, min(owed_through_period, balance_now))
 
 
 def payout(expert_id: str, amount_cents: int, period: str) -> list[Entry]:
@@ -162,6 +166,9 @@ def payout(expert_id: str, amount_cents: int, period: str) -> list[Entry]:
 # -- periods ---------------------------------------------------------------------
 
 
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
+
+
 def month_of(at_ms: int) -> str:
     """``YYYY-MM`` of a time in UTC."""
     return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m")
@@ -169,10 +176,11 @@ def month_of(at_ms: int) -> str:
 
 def parse_month(month: str) -> tuple[int, int]:
     """``(year, month)`` from ``YYYY-MM``; ValueError otherwise."""
-    parts = month.split("-")
-    if len(parts) != 2 or len(parts[0]) != 4 or len(parts[1]) != 2:
+    # ASCII digits only: int() also reads fullwidth digits and "+1", which would make
+    # one month two periods (and pay it twice).
+    if _MONTH.fullmatch(month) is None:
         raise ValueError("a month is written YYYY-MM")
-    year, mon = int(parts[0]), int(parts[1])
+    year, mon = int(month[:4]), int(month[5:])
     if not 1 <= mon <= 12 or year < 1970:
         raise ValueError("a month is written YYYY-MM")
     return year, mon

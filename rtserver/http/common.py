@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rtserver.errors import BadFrame, Forbidden, InvalidField, RtError, Unauthenticated
+from rtserver.protocol import field_of
 from rtserver.storage.users import User
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ async def body(request: Request, schema: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=schema)
     except msgspec.ValidationError as exc:
-        raise InvalidField(str(exc)) from None
+        raise InvalidField(str(exc), field_of(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise BadFrame(f"body is not JSON: {exc}") from None
 

@@ -26,6 +26,7 @@ from rtserver.schemas import (
     SuspendBody,
     VerificationBody,
 )
+from rtserver.storage.db import MAX_INT
 from rtserver.storage.idempotency import IdempotencyKey
 from rtserver.storage.users import User
 
@@ -53,8 +54,8 @@ def _int(request: Request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise InvalidField(f"{name} is a whole number", name) from None
-    if value < 0:
-        raise InvalidField(f"{name} must not be negative", name)
+    if not 0 <= value <= MAX_INT:
+        raise InvalidField(f"{name} is 0 to {MAX_INT}", name)
     return value
 
 
@@ -215,7 +216,7 @@ async def statements(request: Request) -> Response:
     node = node_of(request)
     user = await current_user(request)
     year = request.query_params.get("year")
-    if year is not None and not (year.isdigit() and len(year) == 4):
+    if year is not None and not (year.isascii() and year.isdigit() and len(year) == 4):
         raise InvalidField("year is written YYYY", "year")
     return json_response(await node.money.statements(user, int(year) if year else None))
 
@@ -371,6 +372,8 @@ async def suspend_user(request: Request) -> Response:
     user = await current_user(request)
     _manager(user)
     b = await body(request, SuspendBody)
+    if not b.reason.strip():
+        raise InvalidField("give a reason", "reason")
     out = await node.accounts.set_status(
         user, request.path_params["user_id"], "suspended", b.reason
     )

@@ -165,7 +165,7 @@ class Money:
             for expert_id in experts:
                 if await self.p.payouts.paid_in(conn, expert_id, period):
                     continue
-                at_end = await self.p.ledger.balance_in(conn, money.EXPERT, expert_id, end_ms)
+                at_end = await self.p.ledger.owed_through(conn, expert_id, end_ms)
                 now_balance = await self.p.ledger.balance_in(conn, money.EXPERT, expert_id)
                 amount = money.payout_amount(at_end, now_balance)
                 if amount <= 0:

@@ -448,9 +448,19 @@ class Database:
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
 
+# The largest integer SQLite stores; a cursor or query number past it is refused.
+MAX_INT = 2**63 - 1
+
+
 def encode_cursor(*parts: int | str) -> str:
     """An opaque page cursor holding the sort key of the last item of a page."""
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _cursor_part(value: object, kind: type) -> bool:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    return not isinstance(value, int) or 0 <= value <= MAX_INT
 
 
 def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
@@ -463,9 +473,7 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     if (
         not isinstance(parts, list)
         or len(parts) != len(types)
-        or not all(
-            isinstance(p, t) and not isinstance(p, bool) for p, t in zip(parts, types, strict=True)
-        )
+        or not all(_cursor_part(p, t) for p, t in zip(parts, types, strict=True))
     ):
         raise InvalidField("not a cursor of this list", "cursor")
     return parts

@@ -132,16 +132,27 @@ class Ledger:
         )
         return [(_row(r), r["memo"]) for r in rows], int(top["b"]) if top else 0
 
-    async def balance_in(
-        self, conn: aiosqlite.Connection, account: str, user_id: str, before_ms: int | None = None
-    ) -> int:
-        """A user's balance (before ``before_ms`` if given), inside the caller's transaction."""
-        sql = "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = ? AND user_id = ?"
-        params: list[object] = [account, user_id]
-        if before_ms is not None:
-            sql += " AND at < ?"
-            params.append(before_ms)
-        async with conn.execute(sql, params) as cur:
+    async def balance_in(self, conn: aiosqlite.Connection, account: str, user_id: str) -> int:
+        """A user's balance now, inside the caller's transaction."""
+        async with conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = ? AND user_id = ?",
+            (account, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def owed_through(self, conn: aiosqlite.Connection, expert_id: str, end_ms: int) -> int:
+        """What an expert is owed for everything before ``end_ms``: his rows before it,
+        less every payout made so far, whenever it was made.
+
+        Counting later payouts matters when periods are paid out of order: a
+        later period's payout already paid this period's money.
+        """
+        async with conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = 'expert'"
+            " AND user_id = ? AND (at < ? OR kind = 'payout')",
+            (expert_id, end_ms),
+        ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
