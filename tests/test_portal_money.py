@@ -307,3 +307,32 @@ async def test_the_command_line_pays_a_past_month_once(data_dir: Path, clients: 
     rows = ledger(data_dir)
     assert [r["kind"] for r in rows].count("payout") == 1
     assert ops_balanced(rows)
+
+
+async def test_periods_paid_out_of_order_pay_nothing_twice_nor_the_running_month(
+    pnode: Node, papi: Api, clients: Clients, data_dir: Path, clock: ShiftClock
+) -> None:
+    manager = await new_manager(pnode, papi, data_dir)
+    a = await ended_session(pnode, papi, clients)
+    expert = (a.expert, a.expert_token)
+    r = await papi.http.put(
+        "/api/me/payout-profile", json=COMPLETE_PROFILE, headers=auth(a.expert_token)
+    )
+    assert r.status_code == 200
+    first = clock.now().strftime("%Y-%m")
+    clock.shift(days=32)
+    b = await ended_session(pnode, papi, clients, expert=expert)
+    second = clock.now().strftime("%Y-%m")
+    clock.shift(days=32)
+    c = await ended_session(pnode, papi, clients, expert=expert)  # the month still running
+
+    async def run(month: str) -> list[int]:
+        r = await papi.http.post("/api/payouts/run", json={"month": month}, headers=auth(manager))
+        assert r.status_code == 200, r.text
+        return [p["amount_cents"] for p in r.json()["payouts"]]
+
+    earned = [s.summary["expert_earnings_cents"] for s in (a, b, c)]
+    assert await run(second) == [earned[0] + earned[1]]
+    assert await run(first) == []
+    st = (await get(papi, "/api/me/statements", a.expert_token)).json()
+    assert st["balance_cents"] == earned[2]
