@@ -22,7 +22,7 @@ from rtserver.auth import Auth, load_secret
 from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
-from rtserver.http import api, attachments, ops, portal
+from rtserver.http import api, attachments, ops, portal, web
 from rtserver.http.common import http_exception
 from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
@@ -275,6 +275,7 @@ def create_app(
             *portal.routes,
             *attachments.routes,
             *ops.routes,
+            *web.routes,
             WebSocketRoute("/ws", websocket_endpoint),
         ],
         lifespan=lifespan,

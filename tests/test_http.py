@@ -359,13 +359,14 @@ async def test_openapi_lists_every_api_route(api: Api) -> None:
                 assert method.lower() in paths[route.path], (route.path, method)
 
 
-async def test_index_serves_the_browser_client(api: Api) -> None:
+async def test_index_serves_the_browser_client_from_the_package(api: Api) -> None:
     r = await api.http.get("/")
-    if (ROOT / "clients" / "web" / "index.html").is_file():
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/html")
-    else:
-        assert r.status_code == 404
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    r = await api.http.get("/static/conn.js")
+    assert r.status_code == 200
+    assert "javascript" in r.headers["content-type"]
 
 
 # -- the CLI ---------------------------------------------------------------------------------

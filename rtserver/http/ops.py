@@ -1,13 +1,12 @@
-"""Operations: health, metrics, the OpenAPI document, the browser client."""
+"""Operations: health, metrics, the OpenAPI document."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from rtserver import __version__
@@ -28,8 +27,6 @@ from rtserver.schemas import (
     VerificationBody,
 )
 
-CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
-
 
 async def healthz(request: Request) -> Response:
     """Liveness: the process serves HTTP."""
@@ -41,14 +38,6 @@ async def metrics(request: Request) -> Response:
     return Response(
         node_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
-
-
-async def index(request: Request) -> Response:
-    """The browser client."""
-    page = CLIENT_DIR / "index.html"
-    if not page.is_file():
-        return PlainTextResponse("browser client not installed (clients/web/index.html)", 404)
-    return FileResponse(page, media_type="text/html")
 
 
 def _op(
@@ -296,5 +285,4 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/", index, methods=["GET"]),
 ]
