@@ -167,7 +167,9 @@ function renderNav() {
   document.title = (role === "expert" && live ? `(${live}) ` : "") + "Live Help";
   const u = st.user;
   $("who").hidden = !u;
-  $("who").textContent = u ? `${u.name} (${u.role})` : "";
+  $("who").textContent = u ? u.name : "";
+  $("who").title = u ? `Signed in as ${u.name} (${u.role})` : "";
+  $("who").dataset.role = u ? u.role : "";
   $("sign-out").hidden = !u;
   $("bell").hidden = !u;
   $("conn").hidden = !u || role === "manager";
@@ -267,9 +269,11 @@ const EVENTS = {
     const x = f.session;
     let before = null;
     let cancelled = null;
-    store.update(["sessions", "cancelled"], (s) => {
+    store.update(["sessions", "cancelled", "offers"], (s) => {
       if (x.status === "cancelled" && x.cancellation) cancelled = noteCancelled(s, x.id, x.cancellation, x, cancellingHere.has(x.id));
       before = applySessionUpdate(s, x);
+      // Accepted here or on another device of ours: its offer is done.
+      if (x.request_id) s.offers.delete(x.request_id);
     });
     if (cancelled) toast(cancelText(ctx, cancelled), "cancelled");
     const b = /** @type {any} */ (before);

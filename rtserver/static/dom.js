@@ -127,7 +127,7 @@ export function tabBar(tabs, selected, onSelect, label) {
 /**
  * A table: columns {label, cell(row) → Children, num?}; rows appended with add().
  * @template T
- * @param {{label: string, cell: (row: T) => Children, num?: boolean}[]} columns
+ * @param {{label: string, cell: (row: T) => Children, num?: boolean, date?: boolean}[]} columns
  * @param {{testid?: string, caption?: string, rowTestid?: string, empty?: string}} [opts]
  */
 export function table(columns, opts = {}) {
@@ -144,7 +144,7 @@ export function table(columns, opts = {}) {
     /** @param {T[]} rows */
     add(rows) {
       for (const r of rows) {
-        body.append(h("tr", { testid: opts.rowTestid }, columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.cell(r)))));
+        body.append(h("tr", { testid: opts.rowTestid }, columns.map((c) => h("td", { class: c.num ? "num" : c.date ? "date" : "" }, c.cell(r)))));
       }
       empty.hidden = body.children.length > 0;
     },

@@ -5,6 +5,14 @@ const pad2 = (/** @type {number} */ n) => String(n).padStart(2, "0");
 
 /** @param {string|null|undefined} iso */
 export const fmtTime = (iso) => iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "";
+/** A date and time for a table cell: "Nov 30, 7:23 PM" (with the year when not this one). @param {string|null|undefined} iso */
+export function fmtShort(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const opts = /** @type {Intl.DateTimeFormatOptions} */ ({ month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+  if (d.getFullYear() !== new Date().getFullYear()) opts.year = "numeric";
+  return d.toLocaleString(undefined, opts);
+}
 /** @param {string|null|undefined} iso */
 export const fmtDate = (iso) => iso ? new Date(iso).toLocaleDateString(undefined, { dateStyle: "medium" }) : "";
 /** @param {string|null|undefined} iso */

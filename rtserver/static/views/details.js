@@ -3,7 +3,7 @@
 // earnings, the refund claim (Claim a refund / Dispute), the review (Rate this session), the
 // transcript page by page, code snippets, attachments, recordings and the ledger rows.
 import { h, fill, dl, pill, showError, table } from "../dom.js";
-import { fmtTime, fmtMinSec, dollars, KIND_TEXT, signedDollars } from "../format.js";
+import { fmtTime, fmtShort, fmtMinSec, dollars, KIND_TEXT, signedDollars } from "../format.js";
 import { attachmentLink, claimBox, reviewBox, transcriptPager } from "./parts.js";
 
 /** @typedef {import("../app.js").Ctx} Ctx */
@@ -55,7 +55,7 @@ export function mount(root, params, ctx) {
       { label: "Kind", cell: (/** @type {any} */ r) => KIND_TEXT[r.kind] || r.kind },
       { label: "Account", cell: (/** @type {any} */ r) => r.account || "" },
       { label: "Amount", num: true, cell: (/** @type {any} */ r) => signedDollars(r.amount_cents) },
-      { label: "At", cell: (/** @type {any} */ r) => fmtTime(r.at) },
+      { label: "At", date: true, cell: (/** @type {any} */ r) => fmtShort(r.at) },
     ], { testid: "details-ledger", empty: "No money moved." });
     lt.add(ledger);
 

@@ -5,7 +5,7 @@
 // more; Download CSV). A customer sees the same for his spending; his "Transactions" page is
 // the Transaction Record tab.
 import { h, fill, tabBar, table, pager, showError, saveBlob, pill } from "../dom.js";
-import { fmtTime, fmtMonth, fmtMinSec, dollars, signedDollars, KIND_TEXT } from "../format.js";
+import { fmtShort, fmtMonth, fmtMinSec, dollars, signedDollars, KIND_TEXT } from "../format.js";
 
 /** @typedef {import("../app.js").Ctx} Ctx */
 
@@ -15,7 +15,7 @@ import { fmtTime, fmtMonth, fmtMinSec, dollars, signedDollars, KIND_TEXT } from 
  */
 export function transactionRecord(ctx) {
   const t = table([
-    { label: "Date", cell: (/** @type {any} */ r) => fmtTime(r.at) },
+    { label: "Date", date: true, cell: (/** @type {any} */ r) => fmtShort(r.at) },
     { label: "Session", cell: (/** @type {any} */ r) => r.session_id
       ? h("a", { href: "#/sessions/" + encodeURIComponent(r.session_id) }, r.session_title || r.session_id) : "—" },
     { label: "Transaction", cell: (/** @type {any} */ r) => h("span", { testid: "tx-kind" }, KIND_TEXT[r.kind] || r.kind) },
@@ -79,7 +79,7 @@ export function mount(root, params, ctx) {
       const pt = table([
         { label: "Period", cell: (/** @type {any} */ p) => fmtMonth(p.period) },
         { label: "Amount", num: true, cell: (/** @type {any} */ p) => dollars(p.amount_cents) },
-        { label: "Sent", cell: (/** @type {any} */ p) => fmtTime(p.created_at) },
+        { label: "Sent", date: true, cell: (/** @type {any} */ p) => fmtShort(p.created_at) },
       ], { testid: "payouts-table", empty: "No payouts yet." });
       pt.add(payouts || []);
       fill(box,

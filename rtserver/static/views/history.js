@@ -3,7 +3,7 @@
 // with the cursor; View Details, and the expert's Dispute on a session with an open claim.
 // Managers see every session (optionally one user's).
 import { h, add, tabBar, table, pager, field } from "../dom.js";
-import { fmtTime, fmtMinSec, dollars, stars } from "../format.js";
+import { fmtShort, fmtMinSec, dollars, stars } from "../format.js";
 import { claimPill } from "./parts.js";
 
 /** @typedef {import("../app.js").Ctx} Ctx */
@@ -26,9 +26,9 @@ export function mount(root, params, ctx) {
     { name: "disputed", label: "Under Dispute", testid: "history-tab-disputed" },
   ], tab, (name) => ctx.navigate(name === "disputed" ? "#/history/disputed" : "#/history"), "Session history");
 
-  /** @type {{label: string, cell: (s: any) => any, num?: boolean}[]} */
+  /** @type {{label: string, cell: (s: any) => any, num?: boolean, date?: boolean}[]} */
   const columns = [
-    { label: "Date", cell: (s) => fmtTime(sessionWhen(s)) },
+    { label: "Date", date: true, cell: (s) => fmtShort(sessionWhen(s)) },
     { label: "Session", cell: (s) => h("span", { testid: "history-title" }, s.title) },
   ];
   if (role === "manager") {
@@ -45,7 +45,7 @@ export function mount(root, params, ctx) {
   columns.push(
     { label: "Claim", cell: (s) => claimPill(s.claim) || h("span", { class: "muted" }, "—") },
     { label: "Review", cell: (s) => s.review ? h("span", { class: "stars", title: `${s.review.stars} of 5` }, stars(s.review.stars)) : h("span", { class: "muted" }, "—") },
-    { label: "", cell: (s) => h("div", { class: "row nowrap" },
+    { label: "", cell: (s) => h("div", { class: "actions-cell" },
       h("a", { class: "button", href: "#/sessions/" + encodeURIComponent(s.id), testid: "view-details" }, "View Details"),
       role === "expert" && s.claim && s.claim.status === "open"
         ? h("a", { class: "button danger", href: `#/sessions/${encodeURIComponent(s.id)}?dispute=1`, testid: "history-dispute" }, "Dispute") : null) },

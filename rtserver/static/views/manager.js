@@ -3,7 +3,7 @@
 // decisions refund / deny / no fault), experts and their verification, users (suspend,
 // restore), the audit log, and the monthly payout run.
 import { h, fill, field, tabBar, table, pager, pill, showError, showStatus, dl } from "../dom.js";
-import { fmtTime, fmtMonth, dollars, lastMonth, CLAIM_TEXT } from "../format.js";
+import { fmtTime, fmtShort, fmtMonth, dollars, lastMonth, CLAIM_TEXT } from "../format.js";
 import { IdempotentAction } from "../api.js";
 import { claimPill, transcriptPager } from "./parts.js";
 
@@ -161,7 +161,7 @@ function usersTab(ctx, panel, expertsOnly) {
   /** @type {Map<string, HTMLElement>} */
   const statusCell = new Map();
 
-  /** @type {{label: string, cell: (u: any) => any, num?: boolean}[]} */
+  /** @type {{label: string, cell: (u: any) => any, num?: boolean, date?: boolean}[]} */
   const cols = [
     { label: "Name", cell: (u) => u.role === "expert" ? h("a", { href: "#/experts/" + encodeURIComponent(u.id), testid: "user-name" }, u.name) : h("span", { testid: "user-name" }, u.name) },
     { label: "E-mail", cell: (u) => u.email },
@@ -170,7 +170,7 @@ function usersTab(ctx, panel, expertsOnly) {
   cols.push(
     { label: "Status", cell: (u) => { const c = h("span", { testid: "user-status" }, pill(u.status)); statusCell.set(u.id, c); return c; } },
     { label: "Verification", cell: verificationCell },
-    { label: "Since", cell: (u) => fmtTime(u.created_at) },
+    { label: "Since", date: true, cell: (u) => fmtShort(u.created_at) },
     { label: "", cell: actionsCell },
   );
   const t = table(cols, { testid: expertsOnly ? "experts-table" : "users-table", rowTestid: "user-row", empty: "No one matches." });
@@ -199,7 +199,7 @@ function detailsText(d) {
 /** @param {Ctx} ctx @param {HTMLElement} panel */
 function auditTab(ctx, panel) {
   const t = table([
-    { label: "When", cell: (/** @type {any} */ e) => fmtTime(e.at) },
+    { label: "When", date: true, cell: (/** @type {any} */ e) => fmtShort(e.at) },
     { label: "Manager", cell: (/** @type {any} */ e) => e.manager ? e.manager.name : "?" },
     { label: "Action", cell: (/** @type {any} */ e) => h("code", { testid: "audit-action" }, e.action) },
     { label: "Target", cell: (/** @type {any} */ e) => `${e.target_type} ${e.target_id}` },
@@ -227,7 +227,7 @@ function payoutsTab(ctx, panel) {
     { label: "Expert", cell: (/** @type {any} */ p) => p.expert ? p.expert.name : "?" },
     { label: "Period", cell: (/** @type {any} */ p) => fmtMonth(p.period) },
     { label: "Amount", num: true, cell: (/** @type {any} */ p) => dollars(p.amount_cents) },
-    { label: "Sent", cell: (/** @type {any} */ p) => fmtTime(p.created_at) },
+    { label: "Sent", date: true, cell: (/** @type {any} */ p) => fmtShort(p.created_at) },
   ], { testid: "payouts-table", rowTestid: "payout-row", empty: "No payouts for this month." });
   const form = h("form", { class: "row filters" }, field("Month", month, { field: "month" }).el, run);
   async function list() {

@@ -114,6 +114,8 @@ export function mount(root, _params, ctx) {
         : `Saved: IBAN ${b.account_masked} (${b.bank_country}). Enter an IBAN again to change it.`;
     } else billingNow.textContent = "Not given yet.";
     iban.value = account.value = routing.value = "";
+    iban.placeholder = b && b.account_type === "iban" ? `${b.account_masked}: type a new IBAN to change it` : "DE89 3704 0044 0532 0130 00";
+    account.placeholder = b && b.account_type === "us" ? `${b.account_masked}: type it again to change it` : "";
     setType();
     if (a) {
       line1.value = a.line1 || ""; line2.value = a.line2 || ""; city.value = a.city || "";

@@ -2,7 +2,7 @@
 // The customer's receipts: his ended and cancelled sessions with what each cost (charge,
 // discount, refund, cancellation fee). His Transaction Record is the earnings view's tab.
 import { h, table, pager } from "../dom.js";
-import { fmtTime, fmtMinSec, dollars } from "../format.js";
+import { fmtShort, fmtMinSec, dollars } from "../format.js";
 import { claimPill } from "./parts.js";
 import { sessionWhen } from "./history.js";
 
@@ -24,7 +24,7 @@ function paid(s, me) {
 export function mount(root, _params, ctx) {
   const me = ctx.me().id;
   const t = table([
-    { label: "Date", cell: (/** @type {any} */ s) => fmtTime(sessionWhen(s)) },
+    { label: "Date", date: true, cell: (/** @type {any} */ s) => fmtShort(sessionWhen(s)) },
     { label: "Session", cell: (/** @type {any} */ s) => h("a", { href: "#/sessions/" + encodeURIComponent(s.id), testid: "receipt-title" }, s.title) },
     { label: "Expert", cell: (/** @type {any} */ s) => s.expert && s.expert.name },
     { label: "Billable", num: true, cell: (/** @type {any} */ s) => s.summary ? fmtMinSec(s.summary.billable_seconds) : "—" },
