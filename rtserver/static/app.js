@@ -22,7 +22,7 @@ import * as expertView from "./views/expert.js";
 import * as receiptsView from "./views/receipts.js";
 import * as managerView from "./views/manager.js";
 import { setupNotifications } from "./views/notifications.js";
-import { cancelText } from "./views/upcoming.js";
+import { cancelText, isStarting } from "./views/upcoming.js";
 
 /**
  * What a view gets.
@@ -64,7 +64,11 @@ const ctx = {
     try { return await ctx.call(type, fields); } catch (err) { showError(/** @type {any} */ (err), what || type); return null; }
   },
   navigate(hash) { if (location.hash === hash) route(); else location.hash = hash; },
-  openRoom(id, joinReply) { if (joinReply) pendingJoins.set(id, joinReply); ctx.navigate("#/room/" + id); },
+  openRoom(id, joinReply) {
+    if (store.state.openRoom === id) return;  // on screen and joined already
+    if (joinReply) pendingJoins.set(id, joinReply);
+    ctx.navigate("#/room/" + id);
+  },
   signIn,
   signOut,
   refreshView() { if (current && current.refresh) current.refresh(); },
@@ -277,7 +281,7 @@ const EVENTS = {
     });
     if (cancelled) toast(cancelText(ctx, cancelled), "cancelled");
     const b = /** @type {any} */ (before);
-    if (x.status === "active" && b && b.status === "scheduled") {
+    if (x.status === "active" && b && b.status === "scheduled" && !isStarting(x.id)) {
       if (store.state.openRoom === x.id) showStatus(`“${x.title}” has started: you are both here.`);
       else if (!store.state.openRoom) { ctx.openRoom(x.id); showStatus(`“${x.title}” has started.`); }
       else showStatus(`“${x.title}” has started. Open it from Upcoming Sessions.`);

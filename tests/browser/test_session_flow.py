@@ -106,3 +106,54 @@ async def test_request_to_ended_session_in_two_browsers(site: Site) -> None:
     )
     await expect(cp.get_by_test_id("details-charge")).to_have_text(charge)
     await expect(cp.get_by_test_id("transcript").get_by_test_id("message")).to_have_count(3)
+
+
+async def test_scheduled_session_booked_and_started_from_upcoming(site: Site) -> None:
+    expert = await site.expert("Erin Expert")
+    customer = await site.customer("Carl Customer")
+    ep = await site.signed_in(expert)
+    cp = await site.signed_in(customer)
+
+    # The customer proposes a time a few minutes ahead (inside the early-start window).
+    await cp.get_by_test_id("req-kind-scheduled").check()
+    soon = await cp.evaluate(
+        """() => { const d = new Date(Date.now() + 6 * 60000);
+                   const p = (n) => String(n).padStart(2, "0");
+                   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}` +
+                          `T${p(d.getHours())}:${p(d.getMinutes())}`; }"""
+    )
+    await cp.get_by_test_id("req-time").first.fill(soon)
+    await cp.get_by_test_id("req-title").fill("Pair on the save system")
+    await cp.get_by_test_id("req-skills").fill("unity")
+    await cp.get_by_test_id("req-expert").fill(expert.id)
+    await cp.get_by_test_id("req-submit").click()
+    request = cp.get_by_test_id("request").filter(has_text="Pair on the save system")
+    await expect(request.get_by_test_id("request-status")).to_have_text("open")
+
+    # The expert books it (offline experts get scheduled offers too; he is online here).
+    offer = ep.get_by_test_id("offer").filter(has_text="Pair on the save system")
+    await expect(offer.get_by_test_id("offer-time")).to_have_count(1)
+    await offer.get_by_test_id("offer-accept").click()
+    await expect(ep).to_have_url(f"{site.url}/#/upcoming")
+    card = ep.get_by_test_id("upcoming-session").filter(has_text="Pair on the save system")
+    await expect(card).to_contain_text("With Carl Customer (customer)")
+    await expect(request.get_by_test_id("request-outcome")).to_contain_text("Booked by Erin Expert")
+
+    # Start: the expert waits in the room until the customer starts too.
+    await card.get_by_test_id("upcoming-start").click()
+    await expect(ep.get_by_test_id("room-title")).to_have_text("Pair on the save system")
+    await expect(ep.get_by_test_id("room-waiting")).to_contain_text("Waiting for Carl Customer")
+    await cp.get_by_test_id("nav-upcoming").click()
+    ccard = cp.get_by_test_id("upcoming-session").filter(has_text="Pair on the save system")
+    await expect(ccard).to_contain_text("Erin Expert: joined")
+    await ccard.get_by_test_id("upcoming-start").click()
+
+    # Both in: the session is active on both sides and the chat is open.
+    await expect(cp.get_by_test_id("room-status")).to_have_text("active")
+    await expect(ep.get_by_test_id("room-status")).to_have_text("active")
+    await expect(ep.get_by_test_id("room-waiting")).to_be_hidden()
+    await expect(ep.get_by_test_id("room-people")).to_contain_text("Carl Customer — here")
+    await cp.get_by_test_id("message-input").fill("Ready when you are.")
+    await cp.get_by_test_id("message-input").press("Enter")
+    await expect(ep.get_by_test_id("room-transcript")).to_contain_text("Ready when you are.")
+    await expect(cp.get_by_test_id("message")).to_have_count(1)

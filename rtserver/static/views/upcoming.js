@@ -17,6 +17,9 @@ const LATE_CANCEL_MS = 60 * 60 * 1000;
 /** session ids whose "Start" (session.join) is in flight */
 const starting = new Set();
 
+/** Whether this page is starting the session now (its Start opens the room). @param {string} id */
+export const isStarting = (id) => starting.has(id);
+
 /** @param {Ctx} ctx @param {any} s */
 const otherParty = (ctx, s) => (ctx.role() === "expert" ? s.customer : s.expert) || {};
 /** @param {any} p */
