@@ -103,15 +103,21 @@ class Claims:
             else None,
         }
 
+    async def _session(self, user: User, session_id: str) -> Session:
+        """A session its participants and managers may act on (the rules then say who may
+        do what: a manager is forbidden the customer's steps, not told it is missing)."""
+        session = await self.p.sessions.get(session_id)
+        if session is None or (user.id not in session.participants() and user.role != "manager"):
+            raise NotFound("no such session")
+        return session
+
     # -- the steps -------------------------------------------------------------------
 
     async def claim(
         self, user: User, session_id: str, reason: str, key: IdempotencyKey | None
     ) -> Done:
         """The customer claims a refund of an ended, charged session."""
-        session = await self.p.sessions.get(session_id)
-        if session is None or (user.id not in session.participants() and user.role != "manager"):
-            raise NotFound("no such session")
+        session = await self._session(user, session_id)
         now = self.p.clock.now()
         people = await self.p.users.many(list(session.participants()))
 
@@ -263,9 +269,7 @@ class Claims:
         self, user: User, session_id: str, stars: int, comment: str, key: IdempotencyKey | None
     ) -> Done:
         """The customer rates an ended session once."""
-        session = await self.p.sessions.get(session_id)
-        if session is None or (user.id not in session.participants() and user.role != "manager"):
-            raise NotFound("no such session")
+        session = await self._session(user, session_id)
         now = self.p.clock.now()
         people = await self.p.users.many(list(session.participants()))
 

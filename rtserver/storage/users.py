@@ -70,13 +70,7 @@ class Profile:
         return {
             "id": user.id,
             "name": user.name,
-            "title": self.title,
-            "skills": self.skills,
-            "languages": self.languages,
-            "years_experience": self.years_experience,
-            "rate_cents_per_15min": self.rate_cents_per_15min,
-            "bio": self.bio,
-            "verification_status": self.verification_status,
+            **self.to_wire(),
             "rating": {
                 "average": round(rating, 1) if rating is not None else None,
                 "count": self.rating_count,
