@@ -21,13 +21,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from clients.rtclient import Api
 from rtserver.app import create_app
 from rtserver.clock import to_ms
 from rtserver.config import Settings
-from rtserver.http import web
 from rtserver.server import Server, uvicorn_config
 from tests.servers import Node, node_settings
 
@@ -50,17 +48,10 @@ TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-def with_web_routes(app: Starlette) -> Starlette:
-    """The app with the browser client's routes first (if create_app does not mount them yet)."""
-    if not any(isinstance(r, Mount) and r.path == "/static" for r in app.router.routes):
-        app.router.routes[0:0] = web.routes
-    return app
-
-
 @asynccontextmanager
 async def run_web_node(settings: Settings, **app_kw: Any) -> AsyncIterator[tuple[Node, Starlette]]:
     """A node that serves the browser client, in this event loop (``app_kw``: a clock)."""
-    app = with_web_routes(create_app(settings, **app_kw))
+    app = create_app(settings, **app_kw)
     server = Server(uvicorn_config(app, settings))
     server.config.loop = "none"
     task = asyncio.get_running_loop().create_task(server.serve())
