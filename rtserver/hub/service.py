@@ -559,7 +559,6 @@ class Hub:
         next wave; a direct request to him is declined); a customer's open
         requests are cancelled.
         """
-        await self.bus.publish([user.id], {"type": ACCOUNT_SUSPENDED})
         if user.role == "expert":
             now = self.clock.now()
             async with self.db.transaction() as conn:
@@ -580,6 +579,8 @@ class Hub:
             for request in await self.requests.open_of_customer(user.id):
                 with contextlib.suppress(RtError):
                     await self.cancel(user, RequestCancel(request_id=request.id))
+        # Last, so that his sockets see what happened to his offers and requests first.
+        await self.bus.publish([user.id], {"type": ACCOUNT_SUSPENDED})
         log.info("account suspended user=%s role=%s", user.id, user.role)
 
     async def _advance_if_unanswered(self, request_id: str) -> None:
