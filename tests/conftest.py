@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from clients.rtclient import Api
-from tests.servers import Clients, Node, RedisServer, node_settings, run_node
+from rtserver.notify import LogPayer, LogSender
+from tests.servers import Clients, Node, RedisServer, ShiftClock, node_settings, run_node
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +68,59 @@ async def clients() -> AsyncIterator[Clients]:
     cs = Clients()
     yield cs
     await cs.close()
+
+
+# -- the portal tests' node: a clock they can move, and senders they can read ------------------
+
+
+@pytest.fixture
+def clock() -> ShiftClock:
+    """The wall clock, which a test may move forward (windows, month ends)."""
+    return ShiftClock()
+
+
+@pytest.fixture
+def mail() -> LogSender:
+    """The e-mails the portal node sent."""
+    return LogSender()
+
+
+@pytest.fixture
+def texts() -> LogSender:
+    """The texts the portal node sent."""
+    return LogSender()
+
+
+@pytest.fixture
+def payer() -> LogPayer:
+    """The transfers the portal node made."""
+    return LogPayer()
+
+
+@pytest.fixture
+def portal_settings() -> dict[str, Any]:
+    """Settings of the portal node; a test module overrides this fixture to add its own."""
+    return {}
+
+
+@pytest.fixture
+async def pnode(
+    data_dir: Path,
+    clock: ShiftClock,
+    mail: LogSender,
+    texts: LogSender,
+    payer: LogPayer,
+    portal_settings: dict[str, Any],
+) -> AsyncIterator[Node]:
+    """A node for portal tests: billing checked every 200ms, so sessions charge fast."""
+    settings = node_settings(data_dir, **{"billing_check": "200ms", **portal_settings})
+    async with run_node(settings, clock=clock, sender=mail, text_sender=texts, payer=payer) as n:
+        yield n
+
+
+@pytest.fixture
+async def papi(pnode: Node) -> AsyncIterator[Api]:
+    """HTTP client of :func:`pnode`."""
+    a = Api(pnode.http)
+    yield a
+    await a.aclose()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from clients.rtclient import Api, Client
 from rtserver.app import create_app
@@ -135,10 +136,12 @@ def node_settings(data_dir: Path, **overrides: Any) -> Settings:
 class Node:
     """A running node's addresses."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Starlette | None = None) -> None:
         self.settings = settings
         self.http = f"http://{settings.host}:{settings.port}"
         self.ws = f"ws://{settings.host}:{settings.port}/ws"
+        # The app of an in-process node (None for a subprocess).
+        self.app = app
 
 
 class ShiftClock:
@@ -173,7 +176,7 @@ async def run_node(settings: Settings, **app_kw: Any) -> AsyncIterator[Node]:
             raise RuntimeError("server did not start")
         await asyncio.sleep(0.02)
     try:
-        yield Node(settings)
+        yield Node(settings, app)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,6 @@ from tests.servers import (
     ShiftClock,
     new_customer,
     new_expert,
-    node_settings,
-    run_node,
 )
 
 CALLERS = ("customer", "expert", "other_expert", "other_customer", "manager")
@@ -50,25 +47,6 @@ PROFILE = {
     "address": {"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
     "tax": {"form": "W-8BEN", "legal_name": "Erika Expert", "tax_id": "DE-123456"},
 }
-
-
-@pytest.fixture
-def clock() -> ShiftClock:
-    return ShiftClock()
-
-
-@pytest.fixture
-async def pnode(data_dir: Path, clock: ShiftClock) -> AsyncIterator[Node]:
-    settings = node_settings(data_dir, billing_check="200ms")
-    async with run_node(settings, clock=clock) as n:
-        yield n
-
-
-@pytest.fixture
-async def papi(pnode: Node) -> AsyncIterator[Api]:
-    a = Api(pnode.http)
-    yield a
-    await a.aclose()
 
 
 # -- the world: one ended, charged session and everybody around it --------------------------

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ from tests.servers import (
     ShiftClock,
     new_customer,
     new_expert,
-    node_settings,
-    run_node,
 )
 
 PROFILE = {
@@ -46,25 +43,6 @@ NOT_JSON: list[str | bytes] = ["nope", "{", '{"reason": "x"', "", b"\xff\xfe\x00
 NOT_AN_OBJECT = ["[]", "null", "5", '"text"', "true"]
 # Digits that are not ASCII but that Python's ``\d`` and ``int`` accept (U+FF10 to U+FF19).
 FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10)))
-
-
-@pytest.fixture
-def clock() -> ShiftClock:
-    return ShiftClock()
-
-
-@pytest.fixture
-async def pnode(data_dir: Path, clock: ShiftClock) -> AsyncIterator[Node]:
-    settings = node_settings(data_dir, billing_check="200ms")
-    async with run_node(settings, clock=clock) as n:
-        yield n
-
-
-@pytest.fixture
-async def papi(pnode: Node) -> AsyncIterator[Api]:
-    a = Api(pnode.http)
-    yield a
-    await a.aclose()
 
 
 @dataclass

@@ -7,7 +7,6 @@ is final; a claim comes once per session and only within the refund window.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +15,7 @@ import pytest
 from clients.rtclient import Api
 from rtserver.notify import LogSender
 from tests.portal import auth, ended_session, get, ledger, new_manager, ops_balanced
-from tests.servers import Clients, Node, ShiftClock, node_settings, run_node
-
-
-@pytest.fixture
-def clock() -> ShiftClock:
-    return ShiftClock()
-
-
-@pytest.fixture
-def mail() -> LogSender:
-    return LogSender()
-
-
-@pytest.fixture
-async def pnode(data_dir: Path, clock: ShiftClock, mail: LogSender) -> AsyncIterator[Node]:
-    settings = node_settings(data_dir, billing_check="200ms")
-    async with run_node(settings, clock=clock, sender=mail) as n:
-        yield n
-
-
-@pytest.fixture
-async def papi(pnode: Node) -> AsyncIterator[Api]:
-    a = Api(pnode.http)
-    yield a
-    await a.aclose()
+from tests.servers import Clients, Node, ShiftClock
 
 
 async def claim(api: Api, sid: str, token: str, reason: str = "did not help", **kw: Any) -> Any:

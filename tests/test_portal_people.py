@@ -9,7 +9,6 @@ text to users with a phone number.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,7 @@ import pytest
 from clients.rtclient import Api, Client
 from rtserver.notify import LogSender
 from tests.portal import auth, ended_session, get, new_manager
-from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node, unique
-
-
-@pytest.fixture
-def texts() -> LogSender:
-    return LogSender()
+from tests.servers import Clients, Node, new_customer, new_expert, unique
 
 
 @pytest.fixture
@@ -34,17 +28,8 @@ def batch() -> int:
 
 
 @pytest.fixture
-async def pnode(data_dir: Path, texts: LogSender, batch: int) -> AsyncIterator[Node]:
-    settings = node_settings(data_dir, billing_check="200ms", offer_batch=batch, reminders="3s")
-    async with run_node(settings, text_sender=texts) as n:
-        yield n
-
-
-@pytest.fixture
-async def papi(pnode: Node) -> AsyncIterator[Api]:
-    a = Api(pnode.http)
-    yield a
-    await a.aclose()
+def portal_settings(batch: int) -> dict[str, Any]:
+    return {"offer_batch": batch, "reminders": "3s"}
 
 
 async def available(node: Node, clients: Clients, token: str) -> Client:

@@ -8,9 +8,7 @@ Playwright's own browser download is never used.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,14 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-from starlette.applications import Starlette
 
 from clients.rtclient import Api
-from rtserver.app import create_app
 from rtserver.clock import to_ms
-from rtserver.config import Settings
-from rtserver.server import Server, uvicorn_config
-from tests.servers import Node, node_settings
+from tests.servers import Node, node_settings, run_node
 
 CHROMIUM = "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
@@ -46,28 +40,6 @@ PASSWORD = "password-123"
 # Generous: a loaded CI machine is slow, and no test measures time.
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-@asynccontextmanager
-async def run_web_node(settings: Settings, **app_kw: Any) -> AsyncIterator[tuple[Node, Starlette]]:
-    """A node that serves the browser client, in this event loop (``app_kw``: a clock)."""
-    app = create_app(settings, **app_kw)
-    server = Server(uvicorn_config(app, settings))
-    server.config.loop = "none"
-    task = asyncio.get_running_loop().create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during start-up")
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield Node(settings), app
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 @dataclass
@@ -92,7 +64,6 @@ class Site:
     """The running node, its HTTP API, and the browser pages opened on it."""
 
     node: Node
-    app: Starlette
     api: Api
     browser: Browser
     contexts: list[BrowserContext] = field(default_factory=list)
@@ -127,7 +98,8 @@ class Site:
 
     async def manager(self, name: str = "Morgan Manager") -> Person:
         """A manager, made in the user store as `rtserver user create` does."""
-        node = self.app.state.node
+        assert self.node.app is not None, "an in-process node"
+        node = self.node.app.state.node
         email = f"m-{secrets.token_hex(5)}@example.com"
         await node.hub.users.create(
             email,
@@ -205,9 +177,9 @@ async def site(tmp_path: Path, browser: Browser) -> AsyncIterator[Site]:
     data = tmp_path / "data"
     data.mkdir()
     settings = node_settings(data, billing_check="1s")
-    async with run_web_node(settings) as (node, app):
+    async with run_node(settings) as node:
         api = Api(node.http)
-        s = Site(node, app, api, browser)
+        s = Site(node, api, browser)
         try:
             yield s
         finally:

@@ -22,8 +22,8 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from clients.rtclient import Api, Client
-from tests.browser.conftest import VIEWPORT, Person, Site, chromium, run_web_node
-from tests.servers import node_settings
+from tests.browser.conftest import VIEWPORT, Person, Site, chromium
+from tests.servers import node_settings, run_node
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [
@@ -395,9 +395,9 @@ async def take(out: Path) -> list[Path]:
             token_ttl="4000h",
             refund_window="30d",
         )
-        async with run_web_node(settings, clock=clock) as (node, app), chromium() as browser:
+        async with run_node(settings, clock=clock) as node, chromium() as browser:
             api = Api(node.http)
-            site = Site(node, app, api, browser)
+            site = Site(node, api, browser)
             try:
                 story = await make_story(site, clock)
                 ana, manager = story["ana"], story["manager"]
