@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.phone import normalize_phone
 from rtserver.errors import Forbidden, InvalidState, NotFound
 from rtserver.hub.service import Hub
@@ -29,8 +30,6 @@ def _manager(user: User) -> None:
 
 def user_row(user: User, verification: str | None) -> dict[str, Any]:
     """An account as the manager console lists it."""
-    from rtserver.clock import from_ms, to_wire
-
     return {
         **user.public(),
         "status": user.status,
@@ -77,7 +76,7 @@ class Accounts:
         last = found[-1] if found else None
         return {
             "reviews": [r.to_wire(people) for r in found],
-            "next_cursor": encode_cursor(int(last.created_at.timestamp() * 1000), last.session_id)
+            "next_cursor": encode_cursor(to_ms(last.created_at), last.session_id)
             if more and last
             else None,
         }

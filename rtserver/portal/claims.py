@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosqlite
 
+from rtserver.clock import to_ms
 from rtserver.core import claims as rules
 from rtserver.core import ledger as money
 from rtserver.errors import NotFound
@@ -87,7 +88,7 @@ class Claims:
         )
         more = len(found) > limit
         found = found[:limit]
-        sessions = {s: await self.p.sessions.get(s) for s in {c.session_id for c in found}}
+        sessions = await self.p.sessions.many([c.session_id for c in found])
         people = await self.p.people(
             [x for c in found for x in (c.customer_id, c.expert_id, c.decided_by or "")]
         )
@@ -98,7 +99,7 @@ class Claims:
         last = found[-1] if found else None
         return {
             "claims": out,
-            "next_cursor": encode_cursor(int(last.created_at.timestamp() * 1000), last.id)
+            "next_cursor": encode_cursor(to_ms(last.created_at), last.id)
             if more and last
             else None,
         }

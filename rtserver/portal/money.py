@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from rtserver.clock import from_ms, to_wire
+from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core import ledger as money
 from rtserver.core.payout_profile import PayoutProfile, PayoutProfileBody
 from rtserver.errors import Forbidden, InvalidField
@@ -55,12 +55,8 @@ class Money:
         else:
             fees = []
             claims_ms = await self.p.claims.created_times_by(user.id)
-        session_ids = sorted({r.session_id for r in own if r.session_id})
-        seconds = {
-            s.id: s.billing.billed_ms // 1000
-            for s in [await self.p.sessions.get(sid) for sid in session_ids]
-            if s is not None
-        }
+        sessions = await self.p.sessions.many([r.session_id for r in own if r.session_id])
+        seconds = {sid: s.billing.billed_ms // 1000 for sid, s in sessions.items()}
         months = money.statements(account, own, fees, seconds, claims_ms)
         if year is not None:
             months = [m for m in months if m.month.startswith(f"{year:04d}-")]
@@ -114,12 +110,8 @@ class Money:
         return buf.getvalue()
 
     async def _titles(self, session_ids: list[str | None]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for sid in {s for s in session_ids if s}:
-            s = await self.p.sessions.get(sid)
-            if s is not None:
-                out[sid] = s.title
-        return out
+        found = await self.p.sessions.many([s for s in session_ids if s])
+        return {sid: s.title for sid, s in found.items()}
 
     # -- the payout profile ----------------------------------------------------------
 
@@ -153,7 +145,7 @@ class Money:
         except ValueError:
             raise InvalidField("month is written YYYY-MM", "month") from None
         now = self.p.clock.now()
-        if int(now.timestamp() * 1000) < end_ms:
+        if to_ms(now) < end_ms:
             raise InvalidField(f"{period} has not ended yet", "month")
 
         async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:

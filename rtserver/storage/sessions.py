@@ -166,6 +166,15 @@ class SessionStore:
         row = await self.db.fetchone("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return _session(row) if row else None
 
+    async def many(self, session_ids: list[str]) -> dict[str, Session]:
+        """Sessions by id, in one read (missing ones left out)."""
+        ids = sorted(set(session_ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.fetchall(f"SELECT * FROM sessions WHERE id IN ({marks})", ids)
+        return {r["id"]: _session(r) for r in rows}
+
     async def get_in(self, conn: aiosqlite.Connection, session_id: str) -> Session | None:
         """A session read inside the caller's transaction (sees its writes)."""
         async with conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)) as cur:
