@@ -53,11 +53,7 @@ class Claims:
         """A claim with its people and its session's title and charge."""
         session = session or await self.p.sessions.get(claim.session_id)
         people = await self.p.people([claim.customer_id, claim.expert_id, claim.decided_by or ""])
-        return claim.to_wire(
-            people,
-            session.title if session else "",
-            session.charge_cents or 0 if session else 0,
-        )
+        return claim.to_wire(people, session)
 
     async def visible(self, user: User, claim_id: str) -> Claim:
         """A claim its parties and managers may see; NotFound for anyone else."""
@@ -92,10 +88,7 @@ class Claims:
         people = await self.p.people(
             [x for c in found for x in (c.customer_id, c.expert_id, c.decided_by or "")]
         )
-        out = []
-        for c in found:
-            s = sessions.get(c.session_id)
-            out.append(c.to_wire(people, s.title if s else "", (s.charge_cents or 0) if s else 0))
+        out = [c.to_wire(people, sessions.get(c.session_id)) for c in found]
         last = found[-1] if found else None
         return {
             "claims": out,
@@ -138,7 +131,7 @@ class Claims:
             claim = await self.p.claims.insert(
                 conn, session_id, fresh.customer_id, fresh.expert_id, reason.strip(), now
             )
-            wire = claim.to_wire(_persons(people), fresh.title, fresh.charge_cents or 0)
+            wire = claim.to_wire(_persons(people), fresh)
             await self._tell(conn, wire, "claimed", people)
             return 201, {"claim": wire}
 
@@ -163,7 +156,7 @@ class Claims:
             await self.p.claims.dispute(conn, claim_id, summary.strip(), now)
             updated = await self.p.claims.get_in(conn, claim_id)
             assert updated is not None
-            wire = updated.to_wire(_persons(people), session.title, session.charge_cents or 0)
+            wire = updated.to_wire(_persons(people), session)
             await self._tell(conn, wire, "disputed", people)
             return 200, {"claim": wire}
 
@@ -217,7 +210,7 @@ class Claims:
             )
             updated = await self.p.claims.get_in(conn, claim_id)
             assert updated is not None
-            wire = updated.to_wire(_persons(people), session.title, session.charge_cents)
+            wire = updated.to_wire(_persons(people), session)
             await self._tell(conn, wire, "decided", people)
             return 200, {"claim": wire, "ledger": rows}
 

@@ -67,7 +67,7 @@ class History:
             wire = s.to_wire(people)
             c = claims.get(s.id)
             r = reviews.get(s.id)
-            wire["claim"] = c.to_wire(people, s.title, s.charge_cents or 0) if c else None
+            wire["claim"] = c.to_wire(people, s) if c else None
             wire["review"] = r.to_wire(people) if r else None
             out.append(wire)
         last = found[-1] if found else None
@@ -100,9 +100,7 @@ class History:
             }
             for r in await self.transcript.code_of(session.id)
         ]
-        wire["claim"] = (
-            claim.to_wire(people, session.title, session.charge_cents or 0) if claim else None
-        )
+        wire["claim"] = claim.to_wire(people, session) if claim else None
         wire["review"] = review.to_wire(people) if review else None
         wire["ledger"] = [ledger_wire(r) for r in await self.p.ledger.of_session(session.id)]
         refunded = sum(

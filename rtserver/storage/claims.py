@@ -11,6 +11,7 @@ import aiosqlite
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.claims import ClaimStatus
 from rtserver.storage.db import Database, Row, new_id
+from rtserver.storage.sessions import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +32,18 @@ class Claim:
     decided_at: datetime | None = None
     decided_by: str | None = None
 
-    def to_wire(
-        self, people: dict[str, dict[str, Any]], session_title: str, amount_cents: int
-    ) -> dict[str, Any]:
-        """The claim as its parties and managers see it."""
+    def to_wire(self, people: dict[str, dict[str, Any]], session: Session | None) -> dict[str, Any]:
+        """The claim as its parties and managers see it, with its session's title and charge."""
         return {
             "id": self.id,
             "session_id": self.session_id,
-            "session_title": session_title,
+            "session_title": session.title if session else "",
             "status": self.status,
             "reason": self.reason,
             "dispute_summary": self.dispute_summary,
             "outcome": self.outcome,
             "note": self.note,
-            "amount_cents": amount_cents,
+            "amount_cents": (session.charge_cents or 0) if session else 0,
             "customer": people.get(self.customer_id, {"id": self.customer_id}),
             "expert": people.get(self.expert_id, {"id": self.expert_id}),
             "created_at": to_wire(self.created_at),
