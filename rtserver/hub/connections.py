@@ -146,6 +146,8 @@ class Registry:
         """
         encoded: dict[bool, Frame] = {}
         sent = 0
+        # Decided once per event, not per socket: this loop is the fan-out's hot path.
+        closes = event.get("type") == ACCOUNT_SUSPENDED
         for uid in user_ids:
             for conn in self._by_user.get(uid, ()):
                 if conn is skip:
@@ -154,7 +156,7 @@ class Registry:
                 if data is None:
                     data = encoded[conn.codec.binary] = conn.codec.encode(event)
                 sent += conn.send_encoded_nowait(data)
-                if event.get("type") == ACCOUNT_SUSPENDED:
+                if closes:
                     conn.close_after_queue(CLOSE_SUSPENDED)
         return sent
 
