@@ -168,6 +168,14 @@ class Client:
 
         return await asyncio.wait_for(find(), timeout)
 
+    async def wait_closed(self, timeout: float = 15) -> int | None:
+        """Wait until the server closes the socket; its close code."""
+        if self._reader is not None:
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        else:
+            await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        return self.ws.close_code
+
     def drain(self) -> list[dict[str, Any]]:
         """Every event queued now."""
         out = []

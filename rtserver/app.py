@@ -74,6 +74,8 @@ log = logging.getLogger("rtserver.app")
 
 # The commands this node serves; any other type answers unknown_type.
 SERVED = command_types(ALL_COMMANDS)
+# The longest one command may run (see Node.handle).
+COMMAND_DEADLINE = 60.0
 
 
 class Node:
@@ -199,7 +201,14 @@ class Node:
         cmd_id = cmd.id
         self.metrics.frame_in(str(type(cmd).__struct_config__.tag))
         try:
-            fields = await self.dispatch(conn, cmd)
+            # A command is one unit (claim, write, publish; commit, relay): the socket
+            # closing under it (a failed writer, 4408, shutdown) must not cut it in
+            # the middle. Every part it waits on is bounded; this deadline is the
+            # last guard against one that is not.
+            with anyio.move_on_after(COMMAND_DEADLINE, shield=True) as scope:
+                fields = await self.dispatch(conn, cmd)
+            if scope.cancelled_caught:
+                raise TimeoutError(f"command over {COMMAND_DEADLINE} s")
         except RtError as exc:
             self.metrics.error(exc.code)
             return error(cmd_id, exc)

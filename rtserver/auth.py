@@ -77,6 +77,10 @@ class Auth:
 
     def verify(self, token: str) -> str:
         """The user id in a valid, unexpired token; :class:`Unauthenticated` otherwise."""
+        return self.verify_claims(token)[0]
+
+    def verify_claims(self, token: str) -> tuple[str, float]:
+        """The user id and expiry (POSIX seconds) of a valid, unexpired token."""
         try:
             claims = jwt.decode(
                 token,
@@ -89,6 +93,7 @@ class Auth:
         except jwt.PyJWTError:
             raise Unauthenticated("invalid token") from None
         sub = claims.get("sub")
-        if not isinstance(sub, str):
+        exp = claims.get("exp")
+        if not isinstance(sub, str) or not isinstance(exp, int | float):
             raise Unauthenticated("invalid token")
-        return sub
+        return sub, float(exp)

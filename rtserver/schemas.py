@@ -59,6 +59,9 @@ class RequestCreate(Command, tag="request.create", kw_only=True, frozen=True):
     expert_id: ObjId | None = None
     proposed_times: Annotated[list[WireTime], msgspec.Meta(max_length=5)] = []
     attachment_ids: Annotated[list[ObjId], msgspec.Meta(max_length=10)] = []
+    # The client's key for this request: sent again (a retry after a lost answer),
+    # it returns the request it made the first time instead of a second one.
+    cid: Cid | None = None
 
 
 class RequestCancel(Command, tag="request.cancel", kw_only=True, frozen=True):

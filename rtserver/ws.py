@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -55,7 +56,7 @@ class Socket:
         hello = await self._authenticate()
         if hello is None:
             return
-        user, hello_id = hello
+        user, hello_id, token_exp = hello
         node = self.node
         conn = Connection(
             new_id("c"), user, self.codec, node.settings.send_queue, on_overflow=self._overflow
@@ -79,6 +80,7 @@ class Socket:
             conn.send_first([reply, await node.hub.state(user)])
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write, conn, tg.cancel_scope)
+                tg.start_soon(self._expire, conn, token_exp)
                 await self._read(conn)
                 tg.cancel_scope.cancel()
         finally:
@@ -93,7 +95,18 @@ class Socket:
                     await node.bus.user_disconnected(user.id)
             log.info("socket closed conn=%s user=%s", conn.id, user.id)
 
-    async def _authenticate(self) -> tuple[User, Any] | None:
+    async def _expire(self, conn: Connection, token_exp: float) -> None:
+        """The token of this socket runs out: the socket ends with it (4401).
+
+        The client logs in again and reconnects; a socket never outlives the
+        credentials it was opened with. (Expiry is wall-clock time, as the
+        token's own check is.)
+        """
+        await anyio.sleep(max(0.0, token_exp - time.time()))
+        log.info("token expired conn=%s user=%s", conn.id, conn.user.id)
+        conn.close_after_queue(CLOSE_UNAUTHENTICATED, "token expired")
+
+    async def _authenticate(self) -> tuple[User, Any, float] | None:
         """Wait for ``hello``; close 4401 on anything else, or on silence."""
         node = self.node
         try:
@@ -113,7 +126,7 @@ class Socket:
             re = cmd.id
             if not isinstance(cmd, Hello):
                 raise Unauthenticated("the first frame must be hello")
-            user_id = node.auth.verify(cmd.token)
+            user_id, token_exp = node.auth.verify_claims(cmd.token)
             user = await node.hub.users.by_id(user_id)
             if user is None:
                 raise Unauthenticated("no such user")
@@ -127,7 +140,7 @@ class Socket:
             await self._send_now(error(re, exc))
             await self._close(CLOSE_UNAUTHENTICATED, exc.message[:100])
             return None
-        return user, cmd.id
+        return user, cmd.id, token_exp
 
     async def _send_now(self, frame: dict[str, Any]) -> None:
         data = self.codec.encode(frame)
@@ -169,7 +182,7 @@ class Socket:
         if conn.overflowed:
             await self._close(CLOSE_SLOW_READER, "reader too slow")
         elif conn.close_code is not None:
-            await self._close(conn.close_code, "account suspended")
+            await self._close(conn.close_code, conn.close_reason)
         else:
             await self._close(self.close_code, "server going away")
         scope.cancel()

@@ -121,6 +121,11 @@ def check_cancel(request: RequestView | None, user_id: str) -> None:
         raise InvalidState(f"request is already {request.status}")
 
 
+# How far ahead a session may be booked: a year covers any real plan, and keeps
+# every time (and the claims and timers derived from it) in a sane range.
+MAX_AHEAD = timedelta(days=365)
+
+
 def validate_proposed_times(
     kind: Kind, raw: list[datetime], now: datetime, earliest_lead: timedelta = timedelta(0)
 ) -> tuple[datetime, ...]:
@@ -141,6 +146,10 @@ def validate_proposed_times(
     for t in times:
         if t <= now + earliest_lead:
             raise InvalidField("proposed_times must be in the future", "proposed_times")
+        if t > now + MAX_AHEAD:
+            raise InvalidField(
+                f"proposed_times must be within {MAX_AHEAD.days} days", "proposed_times"
+            )
     return tuple(sorted(times))
 
 

@@ -57,6 +57,7 @@ class Connection:
         self.joined: set[str] = set()
         # Set when the server closes the socket for a reason of its own (4403).
         self.close_code: int | None = None
+        self.close_reason = ""
 
     def send_nowait(self, frame: dict[str, Any]) -> bool:
         """Queue a frame; False if the socket is closed or was just found too slow."""
@@ -93,9 +94,10 @@ class Connection:
         """No more frames: the writer drains what is queued and stops."""
         self.send_stream.close()
 
-    def close_after_queue(self, code: int) -> None:
+    def close_after_queue(self, code: int, reason: str = "account suspended") -> None:
         """Deliver what is queued, then close the socket with ``code``."""
         self.close_code = code
+        self.close_reason = reason
         self.send_stream.close()
 
 

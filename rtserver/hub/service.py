@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import sqlite3
 from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -56,6 +57,10 @@ NO_SHOW_TIMER = "no_show"
 EMPTY_WAVE_RETRY = 10.0
 # Claims outlive their request by a day: later commands still read who won.
 CLAIM_GRACE = 86_400.0
+# A new request's timer is written with the request, due this soon: if the node
+# dies (or the command is cut off) before the first wave is written, whichever
+# node runs the timer sends it. The first wave moves the timer to its own end.
+FIRST_WAVE_GRACE = 5.0
 
 
 class Hub:
@@ -107,7 +112,9 @@ class Hub:
             pairs = await self.requests.open_offers_of(user.id, now)
             people = await self.people([r.customer_id for r, _ in pairs])
             offers = [
-                (await self.with_attachments(r)).offer_wire(people[r.customer_id], o.expires_at)
+                (await self.with_attachments(r)).offer_wire(
+                    people[r.customer_id], o.expires_at, o.rate_cents_per_15min
+                )
                 for r, o in pairs
             ]
         if user.role == "customer":
@@ -175,6 +182,11 @@ class Hub:
         """Store a new request and send its first wave of offers."""
         if user.role != "customer":
             raise Forbidden("only customers create requests")
+        if cmd.cid is not None:
+            # A retry of a create whose answer was lost: the same request, not a new one.
+            existing = await self.requests.by_cid(user.id, cmd.cid)
+            if existing is not None:
+                return await self._created_before(existing)
         now = self.clock.now()
         try:
             times = [from_wire(t) for t in cmd.proposed_times]
@@ -218,24 +230,21 @@ class Hub:
             if proposed
             else now + timedelta(seconds=self.settings.request_ttl),
         )
-        async with self.db.transaction() as conn:
-            await self.requests.insert(conn, request)
-            await self.attachments.link(conn, list(files), request_id=request.id)
-            if direct is not None and self.notices is not None:
-                # The seed: "an email, text or a dashboard notification".
-                text = f'{user.name} asks you directly for help: "{request.title}".'
-                await self.notices.add(
-                    conn,
-                    direct,
-                    "direct_request",
-                    request.id,
-                    None,
-                    {"request_id": request.id, "title": request.title, "text": text},
-                    f"Direct request: {request.title}",
-                    text,
-                    now,
-                    sms=True,
-                )
+        try:
+            async with self.db.transaction() as conn:
+                await self.requests.insert(conn, request, cmd.cid)
+                await self.attachments.link(conn, list(files), request_id=request.id)
+                await self._add_direct_notice(conn, request, user, direct, now)
+                # The first wave's timer is part of the request: a create cut off
+                # after this commit still gets its waves and its end.
+                first = now + timedelta(seconds=FIRST_WAVE_GRACE)
+                await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(first))
+        except sqlite3.IntegrityError:
+            # The same cid raced in on another socket or node: its request won.
+            existing = await self.requests.by_cid(user.id, cmd.cid) if cmd.cid else None
+            if existing is None:
+                raise
+            return await self._created_before(existing)
         if direct is not None and self.notices is not None:
             self.notices.kick()
         self.metrics.request_created(request.kind)
@@ -248,6 +257,32 @@ class Hub:
         )
         notified = await self._dispatch(request, user)
         return {"request": replace(request, wave=1, notified=notified).to_wire()}
+
+    async def _created_before(self, request: Request) -> dict[str, Any]:
+        """The answer to a create repeated with a ``cid`` already used."""
+        log.info("request create repeated request=%s", request.id)
+        return {"request": (await self.with_attachments(request)).to_wire(), "duplicate": True}
+
+    async def _add_direct_notice(
+        self, conn: Any, request: Request, user: User, direct: User | None, now: datetime
+    ) -> None:
+        """A direct request's notice to its expert, in the request's own transaction."""
+        if direct is None or self.notices is None:
+            return
+        # The seed: "an email, text or a dashboard notification".
+        text = f'{user.name} asks you directly for help: "{request.title}".'
+        await self.notices.add(
+            conn,
+            direct,
+            "direct_request",
+            request.id,
+            None,
+            {"request_id": request.id, "title": request.title, "text": text},
+            f"Direct request: {request.title}",
+            text,
+            now,
+            sms=True,
+        )
 
     async def _dispatch(self, request: Request, customer: User) -> int:
         """Send the next wave of offers; schedule the next look; the new ``notified``."""
@@ -270,12 +305,15 @@ class Hub:
             else:
                 retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                 next_due = min(now + timedelta(seconds=retry), request.expires_at)
+        rates: dict[str, int | None] = {}
         async with self.db.transaction() as conn:
             async with conn.execute(
-                "SELECT status FROM requests WHERE id = ?", (request.id,)
+                "SELECT status, wave FROM requests WHERE id = ?", (request.id,)
             ) as cur:
                 row = await cur.fetchone()
-            if row is None or row[0] != "open":
+            if row is None or row[0] != "open" or row[1] != request.wave:
+                # Closed, or this wave was sent meanwhile (by the create and by its
+                # timer at once, or by two nodes): once only.
                 return request.notified
             if chosen and request.kind == "instant" and request.direct_expert_id is None:
                 # Chosen from committed reads, but an expert may have won another
@@ -287,15 +325,20 @@ class Hub:
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
             notified = request.notified
             if chosen:
-                notified = await self.requests.add_wave(
+                notified, rates = await self.requests.add_wave(
                     conn, request.id, wave_no, chosen, now, expires_at
                 )
             await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(next_due))
         self.timers.wake()
         if chosen:
             self.metrics.offers_sent.inc(len(chosen))
-            offer = request.offer_wire(customer.person(), expires_at)
-            await self.bus.publish(chosen, {"type": "offer.new", "offer": offer})
+            # Each offer carries the rate it was made at; one event per rate.
+            by_rate: dict[int | None, list[str]] = {}
+            for expert_id in chosen:
+                by_rate.setdefault(rates.get(expert_id), []).append(expert_id)
+            for rate, experts in by_rate.items():
+                offer = request.offer_wire(customer.person(), expires_at, rate)
+                await self.bus.publish(experts, {"type": "offer.new", "offer": offer})
             log.info(
                 "wave sent request=%s wave=%d experts=%d notified=%d",
                 request.id,
@@ -326,8 +369,13 @@ class Hub:
                 await self._repair(request, held)
             return
         if request.direct_expert_id is not None:
-            # One offer for the request's whole life; nothing to do before it expires.
-            await self._schedule(request.id, request.expires_at)
+            # One offer for the request's whole life; nothing to do before it expires
+            # but send it, if its create was cut off before it did.
+            customer = await self.users.by_id(request.customer_id)
+            if request.wave == 0 and customer is not None:
+                await self._dispatch(await self.with_attachments(request), customer)
+            else:
+                await self._schedule(request.id, request.expires_at)
             return
         customer = await self.users.by_id(request.customer_id)
         if request.kind == "scheduled":
@@ -374,6 +422,12 @@ class Hub:
             # request back to the others.
             await self.bus.release(key, value)
             raise InvalidState("you have another session at that time") from None
+        except _Busy:
+            # He won another request a moment ago (another socket, another node):
+            # one active session at a time, so this one goes back to the others.
+            await self.bus.release(key, value)
+            self.metrics.races_lost.inc()
+            raise InvalidState("you are in an active session") from None
         if not applied:
             # Closed in the database without a claim (the bus lost its data): it decided.
             fresh = await self.requests.get(request.id)
@@ -389,6 +443,22 @@ class Hub:
         status, expert_id, booked, _nonce = value.split(":", 3)
         time = from_ms(int(booked)) if booked else None
         now = self.clock.now()
+        try:
+            return await self._write_close(request, status, expert_id, time, now)
+        except sqlite3.IntegrityError as exc:
+            if "expert_busy" in str(exc):
+                raise _Busy from exc
+            raise
+
+    async def _write_close(
+        self,
+        request: Request,
+        status: str,
+        expert_id: str,
+        time: datetime | None,
+        now: datetime,
+    ) -> bool:
+        """Write a decision in one transaction, then send its events."""
         session: Session | None = None
         offer_status, reason = _OFFERS_ON_CLOSE[status]
         async with self.db.transaction() as conn:
@@ -397,7 +467,16 @@ class Hub:
                     taken = await self.sessions.booked_in(conn, expert_id)
                     if any(schedule.overlaps(time, t, self.settings.session_length) for t in taken):
                         raise _Overlap
-                profile = await self.users.profile(expert_id)
+                elif await self.sessions.active_of_expert_in(conn, expert_id) is not None:
+                    # The busy check of accept() read before the claim; this one is
+                    # under the write lock, so two accepts of one expert cannot both pass.
+                    raise _Busy
+                offer = await self.requests.offer_in(conn, request.id, expert_id)
+                rate = offer.rate_cents_per_15min if offer is not None else None
+                if rate is None:
+                    # An offer made before rates were fixed in offers (v5).
+                    profile = await self.users.profile(expert_id)
+                    rate = profile.rate_cents_per_15min if profile else 0
                 session = Session(
                     id=new_id("s"),
                     request_id=request.id,
@@ -407,7 +486,9 @@ class Hub:
                     title=request.title,
                     status="active" if request.kind == "instant" else "scheduled",
                     scheduled_at=time,
-                    rate_cents_per_15min=profile.rate_cents_per_15min if profile else 0,
+                    # The rate of his offer: what the customer was shown, not what
+                    # the expert may have set since.
+                    rate_cents_per_15min=rate,
                     created_at=now,
                     started_at=now if request.kind == "instant" else None,
                 )
@@ -484,9 +565,20 @@ class Hub:
         await self.timer_store.schedule(conn, NO_SHOW_TIMER, session_id, to_ms(due))
 
     async def _repair(self, request: Request, held: str) -> None:
-        """A claim was won but never written (its node died in between): write it now."""
+        """A claim was won but never written (its node died in between): write it now.
+
+        If it can no longer be written (its expert is busy elsewhere, or booked at
+        that time), the claim is given back and the request expires.
+        """
         log.warning("repairing request=%s decided=%s", request.id, held)
-        await self._apply(request, held)
+        try:
+            await self._apply(request, held)
+        except (_Busy, _Overlap):
+            await self.bus.release(f"request:{request.id}", held)
+            log.warning("repair refused request=%s decided=%s: expiring", request.id, held)
+            again = await self._close(request, "expired")
+            if again is not None and not again.startswith("expired"):
+                log.error("request=%s still held by %s after repair", request.id, again)
 
     async def accept(self, user: User, cmd: OfferAccept) -> dict[str, Any]:
         """First accept wins; every other one learns why it lost."""
@@ -607,10 +699,16 @@ class Hub:
         if request is None:
             raise NotFound("no such request")
         is_customer = request.customer_id == user.id
-        if not is_customer and await self.requests.offer(request.id, user.id) is None:
+        offer = None if is_customer else await self.requests.offer(request.id, user.id)
+        if not is_customer and offer is None:
             raise NotFound("no such request")
         if request.status != "open":
             raise InvalidState(f"request is {request.status}")
+        if offer is not None and (offer.status != "open" or offer.expires_at <= self.clock.now()):
+            # His offer expired, was declined or taken back: the conversation is over.
+            raise InvalidState(
+                f"your offer is {offer.status if offer.status != 'open' else 'expired'}"
+            )
         now = self.clock.now()
         await self.requests.add_message(request.id, user.id, cmd.text, now)
         message = {
@@ -643,6 +741,10 @@ _OFFERS_ON_CLOSE: dict[str, tuple[rules.OfferStatus, str | None]] = {
 
 class _Overlap(Exception):
     """A booking that would overlap another session of the same expert."""
+
+
+class _Busy(Exception):
+    """An instant accept by an expert already in an active session."""
 
 
 def _lost(held: str) -> RtError:

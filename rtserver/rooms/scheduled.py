@@ -99,6 +99,10 @@ class Scheduled:
             opens = session.scheduled_at - timedelta(seconds=self.settings.early_start)
             raise InvalidState(f"this session opens at {to_wire(opens)}")
         async with self.hub.db.transaction() as conn:
+            if user.id == session.expert_id:
+                other = await self.sessions.active_of_expert_in(conn, user.id)
+                if other is not None and other != session.id:
+                    raise InvalidState("end your active session before starting this one")
             fresh = await self.sessions.mark_joined(conn, session, user.id, now)
         assert fresh is not None
         if fresh.status == "active":

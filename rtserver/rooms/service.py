@@ -210,7 +210,16 @@ class Rooms:
             )
         )
         at = to_wire(from_ms(stored.at_ms))
-        if not stored.duplicate:
+        if stored.duplicate:
+            # A resend: the first send may have been cut off between its commit and
+            # its relay. Relay what is stored again; receivers dedupe by seq.
+            rows = await self.transcript.after(session.id, stored.seq - 1, limit=1)
+            if rows and rows[0]["cid"] == cmd.cid:
+                people = await self.hub.people(session.participants())
+                attachments = await self._attachments_of(rows)
+                event = {"type": "message", **message_wire(rows[0], people, attachments)}
+                await self.bus.publish(session.participants(), event, skip=conn)
+        else:
             attachment_wire = None
             if attachment_id is not None:
                 found = await self.attachments.get(attachment_id)

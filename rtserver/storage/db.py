@@ -331,6 +331,27 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # v5: hardening of the request path.
+    """
+    -- The rate an offer was made at: the customer is charged what the expert
+    -- offered, not what he set afterwards (NULL for offers made before v5).
+    ALTER TABLE offers ADD COLUMN rate_cents_per_15min INTEGER;
+    -- request.create is idempotent by the customer's cid.
+    ALTER TABLE requests ADD COLUMN cid TEXT;
+    CREATE UNIQUE INDEX requests_cid ON requests (customer_id, cid) WHERE cid IS NOT NULL;
+    -- An expert is in at most one active session, whatever writes it: the
+    -- service checks under the write lock, and these refuse any write that slips by.
+    -- (Triggers, not a unique index, so that a database that already holds such a
+    -- pair still migrates.)
+    CREATE TRIGGER sessions_one_active_insert BEFORE INSERT ON sessions
+        WHEN NEW.status = 'active' AND EXISTS (SELECT 1 FROM sessions
+            WHERE expert_id = NEW.expert_id AND status = 'active')
+        BEGIN SELECT RAISE(ABORT, 'expert_busy'); END;
+    CREATE TRIGGER sessions_one_active_update BEFORE UPDATE OF status ON sessions
+        WHEN NEW.status = 'active' AND OLD.status != 'active' AND EXISTS (SELECT 1
+            FROM sessions WHERE expert_id = NEW.expert_id AND status = 'active')
+        BEGIN SELECT RAISE(ABORT, 'expert_busy'); END;
+    """,
 ]
 
 

@@ -69,8 +69,10 @@ class Request:
             "session_id": self.session_id,
         }
 
-    def offer_wire(self, customer: dict[str, Any], expires_at: datetime) -> dict[str, Any]:
-        """The offer of this request as an expert sees it."""
+    def offer_wire(
+        self, customer: dict[str, Any], expires_at: datetime, rate_cents_per_15min: int | None
+    ) -> dict[str, Any]:
+        """The offer of this request as an expert sees it, at the rate it is made at."""
         return {
             "request_id": self.id,
             "kind": self.kind,
@@ -83,6 +85,7 @@ class Request:
             "proposed_times": [to_wire(t) for t in self.proposed_times],
             "attachments": self.attachments,
             "expires_at": to_wire(expires_at),
+            "rate_cents_per_15min": rate_cents_per_15min,
         }
 
 
@@ -95,6 +98,8 @@ class Offer:
     wave: int
     status: OfferStatus
     expires_at: datetime
+    # The expert's rate when the offer was made (None: an offer from before v5).
+    rate_cents_per_15min: int | None = None
 
     def view(self) -> OfferView:
         """What the pure rules need."""
@@ -125,7 +130,12 @@ def _request(row: Row) -> Request:
 
 def _offer(row: Row) -> Offer:
     return Offer(
-        row["request_id"], row["expert_id"], row["wave"], row["status"], from_ms(row["expires_at"])
+        row["request_id"],
+        row["expert_id"],
+        row["wave"],
+        row["status"],
+        from_ms(row["expires_at"]),
+        row["rate_cents_per_15min"],
     )
 
 
@@ -135,12 +145,16 @@ class RequestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert(self, conn: aiosqlite.Connection, r: Request) -> None:
-        """Store a new request (inside the caller's transaction)."""
+    async def insert(self, conn: aiosqlite.Connection, r: Request, cid: str | None = None) -> None:
+        """Store a new request (inside the caller's transaction).
+
+        ``cid`` is the customer's key for it: a second insert with the same one
+        raises ``sqlite3.IntegrityError`` (see :meth:`by_cid`).
+        """
         await conn.execute(
             "INSERT INTO requests (id, customer_id, kind, title, description, skills, language,"
-            " direct_expert_id, proposed_times, attachment_ids, status, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+            " direct_expert_id, proposed_times, attachment_ids, status, created_at, expires_at,"
+            " cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
             (
                 r.id,
                 r.customer_id,
@@ -154,12 +168,20 @@ class RequestStore:
                 json.dumps(r.attachment_ids),
                 to_ms(r.created_at),
                 to_ms(r.expires_at),
+                cid,
             ),
         )
 
     async def get(self, request_id: str) -> Request | None:
         """A request by id, or None."""
         row = await self.db.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return _request(row) if row else None
+
+    async def by_cid(self, customer_id: str, cid: str) -> Request | None:
+        """The customer's request created with this ``cid``, or None."""
+        row = await self.db.fetchone(
+            "SELECT * FROM requests WHERE customer_id = ? AND cid = ?", (customer_id, cid)
+        )
         return _request(row) if row else None
 
     async def offer(self, request_id: str, expert_id: str) -> Offer | None:
@@ -181,7 +203,8 @@ class RequestStore:
         """An expert's offers still open (by status and by time), oldest first."""
         rows = await self.db.fetchall(
             "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
-            " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at"
+            " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"
+            " o.rate_cents_per_15min AS o_rate"
             " FROM offers o JOIN requests r ON r.id = o.request_id"
             " WHERE o.expert_id = ? AND o.status = 'open' AND r.status = 'open'"
             " AND o.expires_at > ? ORDER BY o.created_at",
@@ -196,6 +219,7 @@ class RequestStore:
                     r["o_wave"],
                     r["o_status"],
                     from_ms(r["o_expires_at"]),
+                    r["o_rate"],
                 ),
             )
             for r in rows
@@ -224,14 +248,25 @@ class RequestStore:
         expert_ids: list[str],
         now: datetime,
         expires_at: datetime,
-    ) -> int:
-        """Record a wave of offers; returns the request's new ``notified`` count."""
+    ) -> tuple[int, dict[str, int | None]]:
+        """Record a wave of offers, each at its expert's rate now.
+
+        Returns the request's new ``notified`` count and the rate of each offer.
+        """
         now_ms = to_ms(now)
         await conn.executemany(
-            "INSERT OR IGNORE INTO offers (request_id, expert_id, wave, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(request_id, e, wave, now_ms, to_ms(expires_at)) for e in expert_ids],
+            "INSERT OR IGNORE INTO offers (request_id, expert_id, wave, created_at, expires_at,"
+            " rate_cents_per_15min) VALUES (?, ?, ?, ?, ?,"
+            " (SELECT rate_cents_per_15min FROM expert_profiles WHERE user_id = ?))",
+            [(request_id, e, wave, now_ms, to_ms(expires_at), e) for e in expert_ids],
         )
+        marks = ",".join("?" * len(expert_ids))
+        async with conn.execute(
+            f"SELECT expert_id, rate_cents_per_15min FROM offers WHERE request_id = ?"
+            f" AND expert_id IN ({marks})",
+            (request_id, *expert_ids),
+        ) as cur:
+            rates: dict[str, int | None] = {r[0]: r[1] for r in await cur.fetchall()}
         await conn.executemany(
             "UPDATE users SET last_offered_at = ? WHERE id = ?", [(now_ms, e) for e in expert_ids]
         )
@@ -240,7 +275,17 @@ class RequestStore:
             (wave, len(expert_ids), request_id),
         ) as cur:
             row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0), rates
+
+    async def offer_in(
+        self, conn: aiosqlite.Connection, request_id: str, expert_id: str
+    ) -> Offer | None:
+        """The offer of a request to an expert, read inside the caller's transaction."""
+        async with conn.execute(
+            "SELECT * FROM offers WHERE request_id = ? AND expert_id = ?", (request_id, expert_id)
+        ) as cur:
+            row = await cur.fetchone()
+        return _offer(row) if row else None
 
     async def close(
         self,

@@ -268,7 +268,8 @@ class SessionStore:
     async def mark_joined(
         self, conn: aiosqlite.Connection, session: Session, user_id: str, now: datetime
     ) -> Session | None:
-        """Record that a participant joined a scheduled session; active once both have."""
+        """Record that a participant joined a scheduled session; active once both have
+        (and the expert is in no other active session: his next join starts it then)."""
         column = "customer_joined_at" if user_id == session.customer_id else "expert_joined_at"
         await conn.execute(
             f"UPDATE sessions SET {column} = coalesce({column}, ?) WHERE id = ?",
@@ -277,7 +278,8 @@ class SessionStore:
         await conn.execute(
             "UPDATE sessions SET status = 'active', started_at = ? WHERE id = ?"
             " AND status = 'scheduled' AND customer_joined_at IS NOT NULL"
-            " AND expert_joined_at IS NOT NULL",
+            " AND expert_joined_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM sessions s"
+            " WHERE s.expert_id = sessions.expert_id AND s.status = 'active')",
             (to_ms(now), session.id),
         )
         return await self.get_in(conn, session.id)
@@ -300,6 +302,19 @@ class SessionStore:
             (to_ms(now), reason, by, fee_cents, charged_user_id, session_id),
         )
         return cur.rowcount == 1
+
+    async def active_of_expert_in(self, conn: aiosqlite.Connection, expert_id: str) -> str | None:
+        """The expert's active session, read under the caller's write transaction.
+
+        Under the write lock this answer cannot change before the commit: the
+        check that keeps an expert in one active session at a time.
+        """
+        async with conn.execute(
+            "SELECT id FROM sessions WHERE expert_id = ? AND status = 'active' LIMIT 1",
+            (expert_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def busy(self, expert_ids: list[str]) -> set[str]:
         """Which of these experts are in an active session now."""
