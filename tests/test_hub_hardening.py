@@ -353,3 +353,37 @@ async def test_a_token_that_expires_ends_its_socket(data_dir: Path) -> None:
         client = await Client.connect(node.ws, ctoken)
         assert await client.wait_closed(timeout=30) == 4401
         await api.aclose()
+
+
+async def test_a_wave_replaces_experts_who_turned_busy_before_its_write(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the matching reads and the wave's write, the chosen expert goes away
+    (won another request, turned away): the next best gets the offer at once,
+    instead of the wave going out empty to wait for its retry."""
+    async with run_node(node_settings(data_dir, offer_batch=1)) as node:
+        assert node.app is not None
+        hub = node.app.state.node.hub
+        api = Api(node.http)
+        experts = [await online_expert(node, api, name=f"E{i}") for i in range(2)]
+        _, ctoken = await new_customer(api)
+        customer = await Client.connect(node.ws, ctoken)
+        real = hub.matcher.instant
+        gone: list[str] = []
+
+        async def first_goes_away(*args: Any, **kw: Any) -> list[str]:
+            chosen: list[str] = await real(*args, **kw)
+            gone.append(chosen[0])
+            with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
+                db.execute("UPDATE users SET presence = 'away' WHERE id = ?", (chosen[0],))
+            return chosen
+
+        monkeypatch.setattr(hub.matcher, "instant", first_goes_away)
+        reply = await customer.call("request.create", **INSTANT, title="t")
+        assert reply["request"]["notified"] == 1
+        (other,) = [c for u, c in experts if u["id"] != gone[0]]
+        offer = await other.wait_event("offer.new")
+        assert offer["offer"]["request_id"] == reply["request"]["id"]
+        for c in [customer, *(c for _, c in experts)]:
+            await c.close()
+        await api.aclose()

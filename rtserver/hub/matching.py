@@ -36,8 +36,14 @@ class Matcher:
         self.requests = requests
         self.sessions = sessions
 
-    async def instant(self, request: Request) -> list[str]:
-        """The next wave: connected, available, free, qualified, not yet offered; best first."""
+    async def instant(self, request: Request, spare: int = 0) -> list[str]:
+        """The next wave: connected, available, free, qualified, not yet offered; best first.
+
+        ``spare`` more are returned after the wave's ``--offer-batch``: the hub
+        keeps the first ones still free under the write lock, so that experts
+        who won another request meanwhile are replaced by the next best instead
+        of leaving the wave short (or empty, to wait for a retry).
+        """
         need = Need.of(request.skills, request.language)
         candidates = await self.users.candidates(need, available_only=True)
         offered = await self.requests.offered_experts(request.id)
@@ -49,7 +55,7 @@ class Matcher:
         busy = await self.sessions.busy([i for i in ids if i in online])
         excluded = {i for i in ids if i not in online or i in busy}
         ranked = tiered(rank(pool, need), excluded)
-        wave = next_wave(ranked, set(), excluded, self.settings.offer_batch)
+        wave = next_wave(ranked, set(), excluded, self.settings.offer_batch + spare)
         return [c.expert_id for c in wave]
 
     async def scheduled(self, request: Request) -> list[str]:

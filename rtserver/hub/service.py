@@ -298,7 +298,7 @@ class Hub:
             expires_at = request.expires_at
             next_due = min(now + timedelta(seconds=self.settings.offer_ttl), expires_at)
         else:
-            chosen = await self.matcher.instant(request)
+            chosen = await self.matcher.instant(request, spare=3 * self.settings.offer_batch)
             expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
             if chosen:
                 next_due = expires_at
@@ -319,7 +319,8 @@ class Hub:
                 # Chosen from committed reads, but an expert may have won another
                 # request (or gone away) since: his offer would never be answered.
                 # Under the write lock that question has one answer.
-                chosen = await self.users.still_free(conn, chosen)
+                free = await self.users.still_free(conn, chosen)
+                chosen = free[: self.settings.offer_batch]
                 if not chosen:
                     retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
