@@ -7,6 +7,7 @@ and tokens survive restarts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -24,17 +25,44 @@ SECRET_FILE = "secret.key"
 
 
 def load_secret(data_dir: Path) -> bytes:
-    """The data dir's signing secret, created on first use."""
+    """The data dir's signing secret, created on first use.
+
+    Created atomically: the key is written and fsynced to a file of this
+    process's own, then hard-linked into place (``link`` fails if another
+    process got there first), so that no process, however many start at once
+    or whatever crashes, ever reads a partial key. Every caller returns the key
+    on disk. An empty or short key (left by an older version's crash) is
+    removed and made again.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SECRET_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    key = secrets.token_hex(32).encode()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+    for _ in range(100):
+        try:
+            key = path.read_bytes().strip()
+        except FileNotFoundError:
+            key = b""
+        else:
+            if len(key) >= _KEY_CHARS:
+                return key
+            # Never valid: the new scheme never shows a partial key.
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        tmp = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_hex(32).encode())
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    raise RuntimeError(f"could not create {path}")
+
+
+# A key is 32 random bytes, written as 64 hex characters.
+_KEY_CHARS = 64
 
 
 class Auth:

@@ -204,8 +204,17 @@ class ProcessNode(Node):
 
     def start(self) -> None:
         """Spawn it and wait for /healthz."""
+        self.spawn()
+        self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the process, without waiting for it to serve."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, cwd=ROOT)
+
+    def wait_started(self) -> None:
+        """Wait for /healthz to answer 200; RuntimeError if the process exits first."""
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

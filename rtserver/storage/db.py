@@ -403,7 +403,17 @@ class Database:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         await conn.execute("PRAGMA busy_timeout = 15000")
-        await conn.execute("PRAGMA journal_mode = WAL")
+        # Turning WAL on takes a lock that the busy timeout does not always wait
+        # for: nodes started at once on a fresh data dir got "database is locked"
+        # here. It is idempotent, so try again for a while.
+        for attempt in range(100):
+            try:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 99:
+                    raise
+                await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
         await conn.execute(f"PRAGMA synchronous = {'FULL' if self._fsync else 'NORMAL'}")
         await conn.execute("PRAGMA foreign_keys = ON")
         return conn
