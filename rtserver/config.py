@@ -133,7 +133,19 @@ class Settings:
             raise ValueError("max_frame must be at least 1024 bytes")
         if self.send_queue < 1:
             raise ValueError("send_queue must be at least 1")
-        for name in ("offer_ttl", "request_ttl", "hello_timeout", "heartbeat", "token_ttl"):
+        # Zero here would spin a loop (billing checks, presence refreshes) or make
+        # every session, token or offer end at once.
+        positive = (
+            "offer_ttl",
+            "request_ttl",
+            "hello_timeout",
+            "heartbeat",
+            "token_ttl",
+            "presence_ttl",
+            "billing_check",
+            "session_length",
+        )
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

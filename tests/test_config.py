@@ -301,6 +301,9 @@ def test_settings_are_frozen_and_replace_copies() -> None:
         ({"hello_timeout": "0ms"}, "hello_timeout must be positive"),
         ({"heartbeat": 0}, "heartbeat must be positive"),
         ({"token_ttl": "0h"}, "token_ttl must be positive"),
+        ({"billing_check": "0"}, "billing_check must be positive"),
+        ({"presence_ttl": "0s"}, "presence_ttl must be positive"),
+        ({"session_length": "0m"}, "session_length must be positive"),
     ],
 )
 def test_invalid_settings_are_refused(values: dict[str, Any], message: str) -> None:

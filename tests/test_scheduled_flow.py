@@ -489,8 +489,11 @@ async def test_reminders_reach_every_socket_once_and_are_stored(
         r = await api.http.post(f"/api/notifications/{theirs}/read", headers=auth(token))
         assert r.status_code == 404, r.text
         assert r.json()["error"]["code"] == "not_found"
-    r = await api.http.post("/api/notifications/999999/read", headers=auth(ctoken))
-    assert r.status_code == 404
+    # Past SQLite's integers, negative, zero: 404 too (a huge one was a 500).
+    for nid in ("999999", str(2**63), "9" * 400, "-1", "0"):
+        r = await api.http.post(f"/api/notifications/{nid}/read", headers=auth(ctoken))
+        assert r.status_code == 404, (nid, r.text)
+        assert r.json()["error"]["code"] == "not_found"
     assert len(await notifications(api, etoken, unread=True)) == 2
 
 

@@ -135,6 +135,9 @@ async def read_notification(request: Request) -> Response:
         nid = int(request.path_params["notification_id"])
     except ValueError:
         raise NotFound("no such notification") from None
+    if not 0 < nid < 2**63:
+        # Past SQLite's integers (was a 500): no such row can exist.
+        raise NotFound("no such notification")
     if not await node.scheduled.notifications.mark_read(user.id, nid, node.clock.now()):
         raise NotFound("no such notification")
     return json_response({})
