@@ -32,7 +32,9 @@ Every winner gets an active session and would never be offered work again. So
 each winner's client sets itself ``away`` and disconnects, and a spare expert
 (registered up front) connects and becomes available in its place: N experts
 stay connected and available throughout. In the latency phase the next request
-is sent only once the replacement is available (not timed).
+is sent only once the replacement is available (not timed). With
+``--winners-end`` a winner instead ends his session at once and stays
+available (the shared bench's W4); the next request waits for that end.
 
 Experts run in ``--workers`` separate processes (asyncio, one socket each),
 customers in this process, so that the timing side is not slowed by thousands
@@ -175,9 +177,11 @@ class ExpertPool:
         spares: list[str],
         notices: Any,
         decline_refused: bool,
+        winners_end: bool = False,
     ) -> None:
         self.urls = urls
         self.decline_refused = decline_refused
+        self.winners_end = winners_end
         self.inflight: collections.Counter[int] = collections.Counter()
         self.tokens = tokens
         self.spares = collections.deque(spares)
@@ -297,8 +301,11 @@ class ExpertPool:
         """Accept at once; the winner retires. With ``decline_refused``, an accept
         refused because the expert is now busy is followed by ``offer.decline``."""
         self.inflight[id(c)] += 1
+        session_id = None
         try:
-            outcome = await self.command(c, "offer.accept", rid)
+            outcome, reply = await self.reply(c, "offer.accept", rid)
+            if outcome == "ok":
+                session_id = reply["session"]["id"]
             self.per_request[rid][outcome] += 1
             if outcome not in ("ok", "offer_taken"):
                 self.codes[outcome] += 1
@@ -306,18 +313,32 @@ class ExpertPool:
                 self.per_request[rid]["decline:" + await self.command(c, "offer.decline", rid)] += 1
         finally:
             self.inflight[id(c)] -= 1
-        if outcome == "ok":
+        if outcome == "ok" and self.winners_end:
+            await self.end(c, rid, session_id)
+        elif outcome == "ok":
             await self.retire(c, rid)
 
     async def command(self, c: Client, kind: str, rid: str) -> str:
         """``ok``, the error code, ``no_reply`` or ``socket_closed``."""
+        return (await self.reply(c, kind, rid))[0]
+
+    async def reply(self, c: Client, kind: str, rid: str) -> tuple[str, dict[str, Any]]:
+        """The outcome as :meth:`command` names it, and the reply frame ({} if none)."""
         try:
             reply = await c.request(kind, request_id=rid, timeout=30)
         except TimeoutError:
-            return "no_reply"
+            return "no_reply", {}
         except (ConnectionError, websockets.ConnectionClosed):
-            return "socket_closed"
-        return "ok" if reply["type"] == "ok" else str(reply.get("code"))
+            return "socket_closed", {}
+        return ("ok" if reply["type"] == "ok" else str(reply.get("code"))), reply
+
+    async def end(self, c: Client, rid: str, session_id: str | None) -> None:
+        """``--winners-end``: the winner ends his session at once and stays, free again."""
+        try:
+            await c.call("session.end", session_id=session_id, timeout=30)
+        except Exception as exc:
+            self.codes[f"end_failed:{type(exc).__name__}"] += 1
+        self.notices.put(rid)
 
     async def retire(self, c: Client, rid: str) -> None:
         """The winner leaves (away, disconnect); a spare connects and is available."""
@@ -500,7 +521,13 @@ class Bench:
 
     async def start_servers(self) -> None:
         data = self.tmp / "data"
-        common: dict[str, Any] = {"offer_batch": self.args.offer_batch}
+        # A bench customer sends hundreds of requests a minute: far past a person's
+        # --create-limit, which would then be what is measured.
+        common: dict[str, Any] = {
+            "offer_batch": self.args.offer_batch,
+            "create_limit": "1000000/1s",
+            "log_level": self.args.log_level,
+        }
         count = 1
         if self.args.redis:
             self.redis = RedisServer()
@@ -533,6 +560,8 @@ class Bench:
         result: dict[str, Any] = {"experts": n, "nodes": 1 + bool(args.redis)}
         await self.start_servers()
         spares_needed = args.requests + args.throughput_requests + 10
+        if args.winners_end:
+            spares_needed = 0  # winners stay: nobody replaces them
         t0 = time.monotonic()
         customer_tokens = await self.register("customer", len(self.nodes) + args.customers)
         expert_tokens = await self.register("expert", n + spares_needed)
@@ -568,6 +597,7 @@ class Bench:
                 tokens=initial[i::k],
                 spares=spare[i::k],
                 decline_refused=args.decline_refused,
+                winners_end=args.winners_end,
             )
             self.workers.append(worker)
         await self.measure_memory(result)
@@ -879,6 +909,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="an expert whose accept is refused as busy (invalid_state) then declines",
     )
+    p.add_argument(
+        "--winners-end",
+        action="store_true",
+        help="a winner ends his session at once and stays available (no spare replaces him)",
+    )
+    p.add_argument("--log-level", default="info", help="the nodes' --log-level [info]")
+    p.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the nodes' logs in bench/results/ even when they hold no warning",
+    )
     p.add_argument("--workers", type=int, default=1, help="expert worker processes [1]")
     p.add_argument(
         "--request-timeout",
@@ -897,6 +938,8 @@ async def main(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     mode = "redis (2 nodes)" if args.redis else "embedded"
     if args.decline_refused:
         mode += ", decline refused"
+    if args.winners_end:
+        mode += ", winners end"
     report: dict[str, Any] = {
         "benchmark": "dispatch",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -915,14 +958,15 @@ async def main(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
                 result = await bench.run()
             finally:
                 await bench.aclose()
-                problems = server_log_problems(Path(tmp), stamp, n)
+                problems = server_log_problems(Path(tmp), stamp, n, args.keep_logs)
             result["server_log"] = problems
             report["results"].append(result)
     return report
 
 
-def server_log_problems(tmp: Path, stamp: str, n: int) -> dict[str, Any]:
-    """Warnings and errors in the nodes' logs; the logs are kept when there are any."""
+def server_log_problems(tmp: Path, stamp: str, n: int, keep: bool = False) -> dict[str, Any]:
+    """Warnings and errors in the nodes' logs; the logs are kept when there are any
+    (or always, with ``keep``)."""
     counts: collections.Counter[str] = collections.Counter()
     first: list[str] = []
     logs = sorted(tmp.glob("n*.log"))
@@ -934,7 +978,7 @@ def server_log_problems(tmp: Path, stamp: str, n: int) -> dict[str, Any]:
                 if len(first) < 20:
                     first.append(f"{log.stem}: {line[:300]}")
     kept = None
-    if counts:
+    if counts or keep:
         kept = RESULTS_DIR / f"dispatch-{stamp}-logs-{n}"
         kept.mkdir(parents=True, exist_ok=True)
         for log in logs:

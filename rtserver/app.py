@@ -2,11 +2,13 @@
 
 ``create_app(settings)`` returns a Starlette app whose lifespan owns the task
 group of the node's background work (bus reader, presence heartbeat, timer
-loop). Nothing is global: two apps in one process are two nodes.
+loop, ...), each loop run under :func:`rtserver.health.supervise`. Nothing is
+global: two apps in one process are two nodes.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,24 +18,29 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 
 from rtserver.auth import Auth, load_secret
 from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
+from rtserver.health import Health, supervise
 from rtserver.http import api, attachments, ops, portal, web
+from rtserver.http.bodies import BodyLimit
 from rtserver.http.common import http_exception
 from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
 from rtserver.hub.redis_bus import RedisBus
 from rtserver.hub.service import Hub
+from rtserver.limits import Limits
 from rtserver.metrics import Metrics
 from rtserver.notices import Notices
 from rtserver.notify import Payer, Sender
 from rtserver.portal.accounts import Accounts
 from rtserver.portal.claims import Claims
 from rtserver.portal.common import Parts
+from rtserver.portal.dead_letters import DeadLetters
 from rtserver.portal.history import History
 from rtserver.portal.money import Money
 from rtserver.protocol import FrameError, error, ok, parse_frame
@@ -68,6 +75,7 @@ from rtserver.storage.idempotency import IdempotencyStore
 from rtserver.storage.ledger import Ledger
 from rtserver.storage.notifications import NotificationStore
 from rtserver.storage.payouts import PayoutStore
+from rtserver.storage.watch import DatabaseWatch
 from rtserver.ws import Socket, websocket_endpoint
 
 log = logging.getLogger("rtserver.app")
@@ -76,6 +84,8 @@ log = logging.getLogger("rtserver.app")
 SERVED = command_types(ALL_COMMANDS)
 # The longest one command may run (see Node.handle).
 COMMAND_DEADLINE = 60.0
+# How often the database file is checked to be there and answering (DatabaseWatch).
+DB_WATCH_EVERY = 1.0
 
 
 class Node:
@@ -93,9 +103,17 @@ class Node:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics(settings.node_id)
+        # What of this node is failing (/healthz); a part that dies ends the node.
+        self.health = Health(settings.node_id, self.metrics, grace=settings.health_grace)
         self.registry = Registry()
         self.sockets: dict[str, Socket] = {}
-        self.db = Database(settings.data_dir / "rtserver.sqlite3", fsync=settings.fsync)
+        self.db = Database(
+            settings.data_dir / "rtserver.sqlite3",
+            fsync=settings.fsync,
+            lock_wait=settings.lock_wait,
+            on_lock_wait=self.metrics.lock_wait,
+        )
+        self.limits = Limits(settings)
         self.bus: Bus
         if settings.redis_url:
             self.bus = RedisBus(
@@ -105,6 +123,8 @@ class Node:
                 prefix=settings.redis_prefix,
                 presence_ttl=settings.presence_ttl,
                 metrics=self.metrics,
+                timeout=settings.redis_timeout,
+                health=self.health,
             )
         else:
             self.bus = EmbeddedBus(settings.node_id, self.registry)
@@ -114,6 +134,7 @@ class Node:
             settings.token_ttl,
             kdf_memory_kib=settings.kdf_memory_kib,
             kdf_time_cost=settings.kdf_time_cost,
+            kdf_memory_budget_kib=settings.kdf_memory_budget_kib,
         )
         self.attachments = AttachmentStore(self.db, settings.data_dir / "attachments")
         self.hub = Hub(
@@ -150,6 +171,9 @@ class Node:
         self.claims = Claims(parts)
         self.money = Money(parts)
         self.accounts = Accounts(parts, self.hub)
+        self.dead_letters = DeadLetters(
+            parts, self.hub.timer_store, self.hub.timers, self.notices.store
+        )
         self.dummy_hash = ""
 
     @asynccontextmanager
@@ -169,6 +193,11 @@ class Node:
                 yield self
                 self.going_away()
                 tg.cancel_scope.cancel()
+        except Exception as exc:
+            # A background task failed past its own handling: the task group is
+            # gone, and with it the node. server.Server sees this and exits.
+            self.health.died("node", exc)
+            raise
         finally:
             self.rooms.transcript.close()
             with anyio.CancelScope(shield=True):
@@ -177,10 +206,26 @@ class Node:
             log.info("node stopped node=%s", self.settings.node_id)
 
     async def start(self, tg: TaskGroup) -> None:
-        """Start the bus loops and the timer loop in the app's task group."""
+        """Start the background loops in the app's task group, each under supervise.
+
+        Each survives its errors and reports them to ``self.health`` (see
+        rtserver.health); the bus starts its own (reader, outbox, heartbeat).
+        """
+        node = self.settings.node_id
         await self.bus.start(tg, self.hub.resync)
-        tg.start_soon(self.hub.timers.run, name=f"timers-{self.settings.node_id}")
-        tg.start_soon(self.rooms.transcript.run, name=f"transcript-{self.settings.node_id}")
+        # The timer loop handles its own rounds' errors; supervise restarts it if it ends.
+        tg.start_soon(supervise, self.health, "timers", self.hub.timers.run, name=f"timers-{node}")
+        tg.start_soon(
+            supervise,
+            self.health,
+            "transcript",
+            self.rooms.transcript.flush,
+            name=f"transcript-{node}",
+        )
+        watch = functools.partial(
+            supervise, self.health, "database", DatabaseWatch(self.db).step, every=DB_WATCH_EVERY
+        )
+        tg.start_soon(watch, name=f"database-{node}")
 
     def going_away(self) -> None:
         """Close every socket with 1001 after what is queued on it."""
@@ -201,6 +246,8 @@ class Node:
         cmd_id = cmd.id
         self.metrics.frame_in(str(type(cmd).__struct_config__.tag))
         try:
+            # Over a limit, nothing is read or stored (the socket stays open).
+            self.limits.command(conn.user.id, cmd)
             # A command is one unit (claim, write, publish; commit, relay): the socket
             # closing under it (a failed writer, 4408, shutdown) must not cut it in
             # the middle. Every part it waits on is bounded; this deadline is the
@@ -289,6 +336,7 @@ def create_app(
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_exception},
+        middleware=[Middleware(BodyLimit, limits=attachments.body_limits(settings))],
     )
     app.state.node = node
     return app

@@ -7,6 +7,7 @@ and tokens survive restarts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -76,15 +77,21 @@ class Auth:
         *,
         kdf_memory_kib: int = 65536,
         kdf_time_cost: int = 3,
+        kdf_memory_budget_kib: int | None = None,
     ) -> None:
         self._secret = secret
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl)
         self._hasher = PasswordHasher(memory_cost=kdf_memory_kib, time_cost=kdf_time_cost)
+        # Each hash holds kdf_memory_kib while it runs: at most budget / cost of
+        # them at once, so that a flood of logins queues instead of exhausting memory.
+        self.max_hashes = max(1, (kdf_memory_budget_kib or kdf_memory_kib) // kdf_memory_kib)
+        self._hashing = asyncio.Semaphore(self.max_hashes)
 
     async def hash_password(self, password: str) -> str:
         """Argon2id hash, computed off the event loop (it takes tens of ms by design)."""
-        return await anyio.to_thread.run_sync(self._hasher.hash, password)
+        async with self._hashing:
+            return await anyio.to_thread.run_sync(self._hasher.hash, password)
 
     async def verify_password(self, password_hash: str, password: str) -> bool:
         """True if the password matches, off the event loop."""
@@ -95,7 +102,8 @@ class Auth:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await anyio.to_thread.run_sync(verify)
+        async with self._hashing:
+            return await anyio.to_thread.run_sync(verify)
 
     def issue(self, user_id: str) -> str:
         """A signed token for this user, valid for the token TTL."""

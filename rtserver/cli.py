@@ -45,12 +45,30 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("fsync", "fsync every commit (survive power loss) [false]"),
     ("disconnect-grace", "billing pauses when a participant is gone this long [60s]"),
     ("billing-check", "how often running billing is vouched for [5s]"),
-    ("message-rate", "chat messages per second per socket [10]"),
-    ("message-burst", "chat messages a socket may send at once [30]"),
+    ("message-rate", "chat messages and typing per second per user [10]"),
+    ("message-burst", "chat messages and typing a user may send at once [30]"),
     ("session-length", "a scheduled session's length, for overlaps [1h]"),
     ("late-cancel", "cancelling a scheduled session this close to its start costs the fee [1h]"),
     ("refund-window", "how long after a session's end a refund may be claimed [14d]"),
     ("commit-batch", "most chat messages per transcript commit; 1 turns group commit off [256]"),
+    ("redis-timeout", "with Redis: the longest one Redis call of a command may take [2s]"),
+    ("health-grace", "how long a background loop may fail before /healthz answers 503 [5s]"),
+    ("request-timeout", "headers complete within, a body stalled no longer than [20s]"),
+    ("max-connections", "connections at once, WebSockets included; past it 503 [20000]"),
+    ("login-limit", "failed logins per client address, count/period [20/2m]"),
+    ("login-account-limit", "failed logins per account, count/period [10/10m]"),
+    ("register-limit", "accounts registered per client address, count/period [30/1h]"),
+    ("create-limit", "request.create per user, count/period [30/1m]"),
+    ("request-message-limit", "request.message per user, count/period [60/1m]"),
+    ("presence-limit", "presence changes per user, count/period [30/1m]"),
+    ("sockets-per-user", "sockets one user may hold on a node; more close 4429 [10]"),
+    ("kdf-memory-budget-kib", "memory Argon2 hashes may use at once, KiB [524288]"),
+    ("lock-wait", "how long a write waits for a database lock held elsewhere [30s]"),
+    ("trusted-proxies", "proxies whose X-Forwarded-For is believed, comma-separated [none]"),
+    ("timer-lease", "a durable timer's lease, renewed every third while it runs [30s]"),
+    ("timer-retry", "a failed timer is tried again after this, doubling [30s]"),
+    ("timer-retry-max", "the longest wait between two tries of a failed timer [1h]"),
+    ("timer-attempts", "tries of a failing timer before it becomes a dead letter [8]"),
 ]
 
 
@@ -113,6 +131,7 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
 
     from rtserver.auth import Auth, load_secret
     from rtserver.clock import SystemClock, to_ms
+    from rtserver.core.text import clean_name
     from rtserver.errors import RtError
     from rtserver.schemas import RegisterBody
     from rtserver.storage.db import Database
@@ -125,8 +144,11 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
         msgspec.convert(
             {"email": email, "password": password, "name": name, "role": role}, RegisterBody
         )
+        name = clean_name(name)
     except msgspec.ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
+    except RtError as exc:
+        raise click.BadParameter(exc.message, param_hint="--name") from None
 
     async def go() -> dict[str, Any]:
         clock = SystemClock()
@@ -137,7 +159,8 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
             kdf_memory_kib=settings.kdf_memory_kib,
             kdf_time_cost=settings.kdf_time_cost,
         )
-        async with Database(Path(settings.data_dir) / "rtserver.sqlite3") as db:
+        path = Path(settings.data_dir) / "rtserver.sqlite3"
+        async with Database(path, lock_wait=settings.lock_wait) as db:
             u = await UserStore(db).create(
                 email,
                 await auth.hash_password(password),

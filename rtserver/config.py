@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtserver.core.ratelimit import Limit
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -29,6 +31,21 @@ def parse_duration(value: str | float | int) -> float:
     if not m:
         raise ValueError(f"not a duration: {value!r} (write 250ms, 90s, 10m, 1h, 14d or seconds)")
     return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def parse_limit(value: str | Limit) -> Limit:
+    """A rate limit written ``count/period``: ``20/2m`` is 20 at once and 20 more every
+    2 minutes (a token bucket); ``600/1h``, ``10/30s``."""
+    if isinstance(value, Limit):
+        return value
+    count, sep, period = str(value).partition("/")
+    try:
+        limit = Limit(float(count), parse_duration(period.strip()))
+    except ValueError:
+        limit = Limit(0.0, 0.0)
+    if not (sep and 1 <= limit.count < float("inf") and limit.period > 0):
+        raise ValueError(f"not a limit: {value!r} (write count/period, as 20/2m or 600/1h)")
+    return limit
 
 
 def parse_durations(value: str | tuple[float, ...] | list[float]) -> tuple[float, ...]:
@@ -90,7 +107,8 @@ class Settings:
     disconnect_grace: float = 60.0
     # How often a running session's billing is vouched for (both connected).
     billing_check: float = 5.0
-    # Chat messages and typing per socket: a rate per second and a burst.
+    # Chat messages and typing per user (all his sockets on a node): a rate per
+    # second and a burst.
     message_rate: float = 10.0
     message_burst: float = 30.0
     # Most messages one transcript commit carries (1 turns group commit off).
@@ -103,6 +121,75 @@ class Settings:
     late_cancel: float = 3600.0
     # How long after a session's end its customer may claim a refund.
     refund_window: float = 14 * 86400.0
+    # A request's headers must be complete within this of its first byte, and a
+    # body that receives nothing for this long is cut off (slow-loris). 20 s is
+    # Apache mod_reqtimeout's header deadline: generous to a poor mobile link.
+    request_timeout: float = 20.0
+    # Connections served at once, WebSockets included; past it, 503. About
+    # 13,000 idle sockets fit in a GiB (docs/benchmarks.md): 20,000 is well
+    # above the benches' 5,000 experts and their customers.
+    max_connections: int = 20000
+    # Rate limits (docs/protocol.md, "Limits"), each count/period: count at once,
+    # refilled at count per period. The defaults are far above what one person
+    # does, so that only floods meet them; tests and benches raise the ones per
+    # client address (all their clients are 127.0.0.1).
+    # Failed logins per client address: 20, then one each 6 s. A brute force from
+    # one address gets ~14,000 guesses a day; an office behind one NAT never waits.
+    login_limit: Limit = field(default_factory=lambda: Limit(20, 120))
+    # Failed logins per account, from any address: 10, then one a minute. A
+    # password guessed from many addresses gets ~1,400 tries a day; its owner,
+    # who succeeds, spends nothing.
+    login_account_limit: Limit = field(default_factory=lambda: Limit(10, 600))
+    # Accounts registered per client address: 30 at once (a class behind one
+    # NAT), then 30 an hour.
+    register_limit: Limit = field(default_factory=lambda: Limit(30, 3600))
+    # Per user, over all his sockets: requests created, messages about requests,
+    # presence changes (each may start a round of matching). Far above a person.
+    create_limit: Limit = field(default_factory=lambda: Limit(30, 60))
+    request_message_limit: Limit = field(default_factory=lambda: Limit(60, 60))
+    presence_limit: Limit = field(default_factory=lambda: Limit(30, 60))
+    # Sockets one user may hold on one node; one more is refused (close 4429).
+    # Ten tabs and devices is more than a person uses; a reconnect loop stops here.
+    sockets_per_user: int = 10
+    # Memory Argon2 may use at once: hashes run at most budget / kdf_memory_kib
+    # at a time (8 at the defaults), so a flood of logins cannot exhaust memory.
+    kdf_memory_budget_kib: int = 524288
+    # How long a write waits for the database's write lock when another process
+    # holds it (a backup, a sqlite3 shell), retrying with backoff, before it
+    # answers `internal` (HTTP 503): under a command's 60 s deadline, so that the
+    # answer says why.
+    lock_wait: float = 30.0
+    # Reverse proxies whose X-Forwarded-For is believed: comma-separated
+    # addresses or networks, * for any. Empty: the TCP peer is the client, since
+    # a header anyone can send must not choose whose rate limit is spent.
+    trusted_proxies: str = ""
+
+    # With Redis: the longest one Redis call on a command's path may take (a
+    # claim, a publish, a presence lookup). Redis answers in well under a
+    # millisecond; a stall of a second is already an incident (a fork on a big
+    # dataset). Past this the command answers `internal` ("try again"), or its
+    # relay waits in the bus outbox, instead of holding its reply while Redis
+    # is hung (SIGSTOP); 2 s keeps a reply within a few seconds.
+    redis_timeout: float = 2.0
+    # How long an essential part (a background loop: the bus reader, outbox or
+    # heartbeat, the timers, the transcript flusher, the database watch) may
+    # fail before /healthz answers 503: past a blip (a Redis failover, one
+    # failed commit), within a load balancer's first checks.
+    health_grace: float = 5.0
+    # Durable timers (reminders, waves, no-shows, each outbox message): a node
+    # holds a timer by a lease it renews every third of this while the handler
+    # runs; a node that dies loses it within this time. 30 s: three renewals
+    # may fail in a row (a locked database) before another node runs it twice.
+    timer_lease: float = 30.0
+    # A failed timer is tried again after timer_retry, doubling (with jitter) up
+    # to timer_retry_max, and retired into a dead letter after timer_attempts
+    # tries in all. 30 s doubling over 8 tries spans about an hour (32-63 min
+    # with the jitter): a message rides out an e-mail or SMS provider's outage
+    # of that order, and a failure that lasts longer reaches a manager within
+    # the hour instead of being tried forever (reminders are stale by then).
+    timer_retry: float = 30.0
+    timer_retry_max: float = 3600.0
+    timer_attempts: int = 8
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -133,6 +220,12 @@ class Settings:
             raise ValueError("max_frame must be at least 1024 bytes")
         if self.send_queue < 1:
             raise ValueError("send_queue must be at least 1")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.sockets_per_user < 1:
+            raise ValueError("sockets_per_user must be at least 1")
+        if self.kdf_memory_budget_kib < 1:
+            raise ValueError("kdf_memory_budget_kib must be at least 1")
         # Zero here would spin a loop (billing checks, presence refreshes) or make
         # every session, token or offer end at once.
         positive = (
@@ -144,10 +237,19 @@ class Settings:
             "presence_ttl",
             "billing_check",
             "session_length",
+            "redis_timeout",
+            "request_timeout",
+            "lock_wait",
+            "timer_lease",
+            "timer_retry",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.timer_retry_max < self.timer_retry:
+            raise ValueError("timer_retry_max must be at least timer_retry")
+        if self.timer_attempts < 1:
+            raise ValueError("timer_attempts must be at least 1")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
@@ -168,6 +270,21 @@ _DURATIONS = {
     "session_length",
     "late_cancel",
     "refund_window",
+    "redis_timeout",
+    "health_grace",
+    "request_timeout",
+    "lock_wait",
+    "timer_lease",
+    "timer_retry",
+    "timer_retry_max",
+}
+_LIMITS = {
+    "login_limit",
+    "login_account_limit",
+    "register_limit",
+    "create_limit",
+    "request_message_limit",
+    "presence_limit",
 }
 _FLOATS = {"message_rate", "message_burst"}
 _INTS = {
@@ -181,6 +298,10 @@ _INTS = {
     "kdf_memory_kib",
     "kdf_time_cost",
     "commit_batch",
+    "max_connections",
+    "sockets_per_user",
+    "kdf_memory_budget_kib",
+    "timer_attempts",
 }
 
 
@@ -189,6 +310,8 @@ def _convert(name: str, raw: Any) -> Any:
         return parse_duration(raw)
     if name in _INTS:
         return int(raw)
+    if name in _LIMITS:
+        return parse_limit(raw)
     if name in _FLOATS:
         return float(raw)
     if name == "reminders":

@@ -15,12 +15,17 @@
     │   ├── OfferExpired         offer_expired
     │   └── RequestCancelled     request_cancelled
     ├── InvalidState             invalid_state (HTTP 409)
-    ├── RateLimited              rate_limited (HTTP 429)
+    ├── RateLimited              rate_limited (HTTP 429, Retry-After)
     ├── TooLarge                 too_large (HTTP 413)
     └── Internal                 internal (HTTP 500)
+        ├── Busy                 internal, HTTP 503 + Retry-After (the database write lock
+        │                        was held too long by another process)
+        └── Unavailable          internal, HTTP 503: the bus (Redis) did not answer in
+                                 --redis-timeout; nothing was done, try again
 
 Each carries its contract ``code``, a human ``message`` and the HTTP ``status``
-used when the same error is answered over HTTP.
+used when the same error is answered over HTTP; ``retry_after`` (seconds), when
+set, becomes the ``Retry-After`` header and the error frame's ``retry_after``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class RtError(Exception):
 
     code = "internal"
     status = 500
+    # Seconds after which trying again may succeed (rate limits, a busy database).
+    retry_after: float | None = None
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.code.replace("_", " "))
@@ -130,6 +137,10 @@ class RateLimited(RtError):
     code = "rate_limited"
     status = 429
 
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 class TooLarge(RtError):
     """A payload over its size limit."""
@@ -143,3 +154,23 @@ class Internal(RtError):
 
     code = "internal"
     status = 500
+
+
+class Busy(Internal):
+    """The database's write lock stayed held by another process past ``--lock-wait``."""
+
+    status = 503
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(Internal):
+    """The bus (Redis) failed or did not answer within ``--redis-timeout``.
+
+    The command did nothing it could not take back (a claim that was not
+    taken), so trying again is safe; the code stays the contract's ``internal``.
+    """
+
+    status = 503

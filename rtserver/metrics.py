@@ -58,6 +58,38 @@ class Metrics:
         self.timers_fired = Counter(
             "rt_timers_fired", "Durable timers run, by kind", ["node", "kind"], registry=r
         )
+        self.timers_failed = Counter(
+            "rt_timers_failed",
+            "Durable timers whose handler failed and that will be tried again, by kind",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.timers_retired = Counter(
+            "rt_timers_retired",
+            "Durable timers retired into a dead letter after their last try, by kind",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.loop_errors = Counter(
+            "rt_loop_errors",
+            "Errors a background loop survived (it backs off and tries again), by loop",
+            ["node", "loop"],
+            registry=r,
+        )
+        self.failing = Gauge(
+            "rt_part_failing",
+            "1 while a part of the node (a loop, a kind of Redis call) is failing",
+            ["node", "part"],
+            registry=r,
+        )
+        self.lock_waits = Histogram(
+            "rt_db_lock_wait_seconds",
+            "Write transactions that waited for the database write lock held by another"
+            " process (past one busy-timeout round), by how long",
+            ["node", "outcome"],
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60),
+            registry=r,
+        )
         self._node = node_id
 
     def frame_in(self, ftype: str) -> None:
@@ -76,9 +108,30 @@ class Metrics:
         """Count one failed bus operation."""
         self.bus_errors.labels(node=self._node, op=op).inc()
 
+    def loop_error(self, loop: str) -> None:
+        """Count one error a background loop survived."""
+        self.loop_errors.labels(node=self._node, loop=loop).inc()
+
+    def part_failing(self, part: str, failing: bool) -> None:
+        """A part started (True) or stopped (False) failing."""
+        self.failing.labels(node=self._node, part=part).set(1 if failing else 0)
+
     def timer_fired(self, kind: str) -> None:
         """Count one timer run."""
         self.timers_fired.labels(node=self._node, kind=kind).inc()
+
+    def timer_failed(self, kind: str) -> None:
+        """Count one failed timer run that will be tried again."""
+        self.timers_failed.labels(node=self._node, kind=kind).inc()
+
+    def timer_retired(self, kind: str) -> None:
+        """Count one timer retired into a dead letter."""
+        self.timers_retired.labels(node=self._node, kind=kind).inc()
+
+    def lock_wait(self, seconds: float, acquired: bool) -> None:
+        """Count one long wait for the database write lock (``acquired``: or given up)."""
+        outcome = "acquired" if acquired else "gave_up"
+        self.lock_waits.labels(node=self._node, outcome=outcome).observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

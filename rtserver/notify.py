@@ -24,10 +24,19 @@ class Outgoing:
     address: str
     subject: str
     body: str
+    # Unique per message and the same on every try of it: the outbox delivers
+    # at least once, so a provider that takes an idempotency key (a Message-ID)
+    # should be given this one.
+    key: str = ""
 
 
 class Sender(Protocol):
-    """Delivers outgoing messages; raising means "try again later"."""
+    """Delivers outgoing messages; raising means "try again later".
+
+    A message that keeps failing is tried with a growing delay and, after the
+    last try (``--timer-attempts``), becomes a dead letter that a manager sees
+    and may retry; the error's text is what he reads.
+    """
 
     async def send(self, message: Outgoing) -> None:
         """Deliver one message."""

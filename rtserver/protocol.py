@@ -6,6 +6,7 @@ No sockets, no asyncio. The socket adapter (:mod:`rtserver.ws`) feeds frames to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -144,4 +145,12 @@ def error(re: int | str | None, err: RtError) -> dict[str, Any]:
         frame["re"] = re
     if isinstance(err, InvalidField) and err.field:
         frame["field"] = err.field
+    if err.retry_after is not None:
+        # An extension: seconds after which the same command may succeed.
+        frame["retry_after"] = retry_seconds(err.retry_after)
     return frame
+
+
+def retry_seconds(seconds: float) -> int:
+    """Whole seconds to wait, rounded up (``Retry-After`` takes no fractions)."""
+    return max(1, math.ceil(seconds))

@@ -14,8 +14,12 @@ import msgspec
 
 # Identifiers of objects, as the server hands them out.
 ObjId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-# A command's id: an integer, or a string of at most 64 characters.
+# A command's id: an integer, or a string of at most 64 characters. (The integer
+# must also fit in 64 bits, which msgspec cannot say here for unsigned ones:
+# :func:`rtserver.protocol.parse_frame` checks it.)
 CommandId = int | Annotated[str, msgspec.Meta(max_length=64)] | None
+# A message sequence number: SQLite's integers, and what MessagePack can carry.
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -94,7 +98,7 @@ class SessionJoin(Command, tag="session.join", kw_only=True, frozen=True):
     """Enter a session room and fetch what was missed."""
 
     session_id: ObjId
-    after_seq: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after_seq: Seq = 0
 
 
 class SessionLeave(Command, tag="session.leave", kw_only=True, frozen=True):

@@ -5,26 +5,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
 from rtserver.config import Settings
+from rtserver.http.deadlines import deadline_protocol
 
 log = logging.getLogger("rtserver.server")
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, but sockets are closed by us with 1001 before uvicorn's 1012."""
+    """uvicorn's server, but sockets are closed by us with 1001 before uvicorn's 1012,
+    and the server stops when its node dies.
+
+    uvicorn itself goes on serving when the app's lifespan fails after start-up
+    (it only logs it): a node whose background task group ended would answer
+    every call with an error while looking alive. ``failed`` tells ``run`` to
+    exit non-zero, so that a supervisor restarts it.
+    """
+
+    failed = False
+
+    def node(self) -> Any:
+        """The rtserver node this server serves, if any (under any middleware)."""
+        app: Starlette = self.config.loaded_app
+        while hasattr(app, "app") and not hasattr(app, "state"):
+            app = app.app
+        return getattr(getattr(app, "state", None), "node", None)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (every 0.1 s), and: stop when a part of the node died."""
+        should_exit = await super().on_tick(counter)
+        node = self.node()
+        if not self.failed and node is not None and node.health.fatal is not None:
+            log.critical("the node failed (%s): exiting", node.health.fatal)
+            self.failed = True
+        return should_exit or self.failed
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, close every socket with 1001, then let uvicorn finish."""
         for server in self.servers:
             server.close()
-        app: Starlette = self.config.loaded_app
-        while hasattr(app, "app") and not hasattr(app, "state"):
-            app = app.app
-        node = getattr(getattr(app, "state", None), "node", None)
+        node = self.node()
         if node is not None:
             log.info("going away: closing %d sockets with 1001", len(node.sockets))
             node.going_away()
@@ -36,16 +61,22 @@ class Server(uvicorn.Server):
 
 
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    """uvicorn settings that carry the contract's socket limits."""
+    """uvicorn settings that carry the contract's socket limits and the request deadlines."""
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
+        http=deadline_protocol(settings.request_timeout),
+        limit_concurrency=settings.max_connections,
         ws="websockets-sansio",
         ws_max_size=settings.max_frame,
         ws_ping_interval=settings.heartbeat,
         ws_ping_timeout=settings.heartbeat,
+        # X-Forwarded-For picks whose rate limits are spent: believed only from the
+        # proxies named by --trusted-proxies (uvicorn's default trusts 127.0.0.1).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         log_config=None,
         timeout_graceful_shutdown=5,
         lifespan="on",
@@ -56,3 +87,5 @@ def run(app: Starlette, settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
     server = Server(uvicorn_config(app, settings))
     server.run()
+    if server.failed:
+        sys.exit(1)

@@ -17,7 +17,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rtserver.clock import to_wire
-from rtserver.errors import RtError, Unauthenticated
+from rtserver.errors import BadFrame, RateLimited, RtError, Unauthenticated
 from rtserver.hub.connections import CLOSE_SLOW_READER, Connection
 from rtserver.protocol import Codec, FrameError, choose_subprotocol, error, ok, parse_frame
 from rtserver.schemas import Hello
@@ -31,6 +31,8 @@ log = logging.getLogger("rtserver.ws")
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_GOING_AWAY = 1001
+# The user already holds --sockets-per-user sockets on this node (an extension).
+CLOSE_TOO_MANY_SOCKETS = 4429
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -58,6 +60,24 @@ class Socket:
             return
         user, hello_id, token_exp = hello
         node = self.node
+        # Checked and added with no await between, so that sockets opened at once
+        # cannot all pass. The newcomer is refused, not the oldest closed: a client
+        # that reconnects on close would otherwise push out the next oldest, round
+        # and round; the refused one retries with its backoff and gets in once a
+        # socket closes (a dead one within two heartbeats).
+        if len(node.registry.of(user.id)) >= node.settings.sockets_per_user:
+            log.warning(
+                "socket refused user=%s: already %d sockets (close 4429)",
+                user.id,
+                node.settings.sockets_per_user,
+            )
+            node.metrics.error(RateLimited.code)
+            refused = RateLimited(
+                f"too many sockets: at most {node.settings.sockets_per_user} per user"
+            )
+            await self._send_now(error(hello_id, refused))
+            await self._close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
+            return
         conn = Connection(
             new_id("c"), user, self.codec, node.settings.send_queue, on_overflow=self._overflow
         )
@@ -132,8 +152,12 @@ class Socket:
                 raise Unauthenticated("no such user")
             if user.suspended:
                 raise Unauthenticated("account suspended")
-        except FrameError as exc:
-            await self._send_now(error(exc.re, Unauthenticated(exc.error.message)))
+        except (FrameError, BadFrame) as exc:
+            # Whatever is wrong with a first frame, a frame that does not decode
+            # included, it is not a hello: ``unauthenticated`` (docs/protocol.md).
+            err = exc.error if isinstance(exc, FrameError) else exc
+            frame_re = exc.re if isinstance(exc, FrameError) else None
+            await self._send_now(error(frame_re, Unauthenticated(err.message)))
             await self._close(CLOSE_UNAUTHENTICATED, "hello expected")
             return None
         except RtError as exc:

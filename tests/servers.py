@@ -8,6 +8,7 @@ in a temporary data dir, and the rtserver nodes are real uvicorn servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 import shutil
@@ -16,12 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
@@ -34,6 +36,10 @@ from rtserver.server import Server, uvicorn_config
 ROOT = Path(__file__).resolve().parents[1]
 # Cheap password hashing so that tests can register hundreds of users.
 FAST_KDF = {"kdf_memory_kib": 1024, "kdf_time_cost": 1}
+# Every client of a test or bench is 127.0.0.1: the limits per client address
+# (real users behind one address never meet them) would count them all as one.
+# tests/test_rate_limits.py sets them back.
+ONE_ADDRESS_LIMITS = {"register_limit": "1000000/1s", "login_limit": "1000000/1s"}
 
 
 def free_port() -> int:
@@ -128,6 +134,7 @@ def node_settings(data_dir: Path, **overrides: Any) -> Settings:
         "port": free_port(),
         "data_dir": str(data_dir),
         **FAST_KDF,
+        **ONE_ADDRESS_LIMITS,
     }
     values.update(overrides)
     return Settings.from_mapping(values)
@@ -180,6 +187,53 @@ async def run_node(settings: Settings, **app_kw: Any) -> AsyncIterator[Node]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def run_node_in_thread(
+    settings: Settings, seed: Callable[[Node, Clients], Awaitable[T]], **app_kw: Any
+) -> Iterator[tuple[Node, T]]:
+    """:func:`run_node` on an event loop of a thread of its own, for synchronous callers
+    (schemathesis, hypothesis, a blocking WebSocket client): ``(node, seed(node, clients))``.
+
+    ``seed`` runs on the node's loop; the clients it opens stay open until the end.
+    """
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        box["stop"] = (asyncio.get_running_loop(), stop)
+        try:
+            async with run_node(settings, **app_kw) as node:
+                clients = Clients()
+                try:
+                    box["value"] = (node, await seed(node, clients))
+                    ready.set()
+                    await stop.wait()
+                finally:
+                    await clients.close()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="node-thread")
+    thread.start()
+    try:
+        ready.wait(120)
+        if "value" not in box:
+            raise RuntimeError(f"the node did not start: {box.get('error')!r}")
+        yield box["value"]
+    finally:
+        if "stop" in box and thread.is_alive():
+            loop, stop = box["stop"]
+            with contextlib.suppress(RuntimeError):  # the loop ended on its own
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(60)
 
 
 class ProcessNode(Node):

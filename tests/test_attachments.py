@@ -272,6 +272,28 @@ async def test_an_upload_over_max_attachment_is_refused_and_nothing_kept(data_di
             await api.aclose()
 
 
+async def test_downloads_are_files_to_save_never_pages(node: Node, api: Api) -> None:
+    """The uploader names the type; the server serves it only if a browser cannot run it."""
+    _, token = await new_customer(api)
+    cases = [
+        ("page.html", "text/html", "application/octet-stream"),
+        ("logo.svg", "image/svg+xml", "application/octet-stream"),
+        ("x.js", "text/javascript; charset=utf-8", "application/octet-stream"),
+        ("shot.png", "image/png", "image/png"),
+        ("notes.txt", "Text/Plain; charset=utf-8", "text/plain"),
+        ("paper.pdf", "application/pdf", "application/pdf"),
+    ]
+    for name, stored, served in cases:
+        a = await uploaded(api, token, b"<script>alert(1)</script>", name=name, content_type=stored)
+        assert a["content_type"] == stored  # what the uploader said is kept and shown
+        got = await download(api, token, a["id"])
+        assert got.status_code == 200
+        assert got.headers["content-type"].split(";")[0] == served, name
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert got.headers["content-disposition"].startswith("attachment;")
+        assert "sandbox" in got.headers["content-security-policy"]
+
+
 async def test_identical_content_is_stored_once_under_two_ids(
     node: Node, api: Api, data_dir: Path
 ) -> None:

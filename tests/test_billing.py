@@ -1,7 +1,7 @@
 """Billable time and the message rate limit, pure: explicit times, no clock, no sockets.
 
 ``Billing`` only credits time that was vouched for (a start, a good liveness
-check, a pause); ``TokenBucket`` is the per-socket message limit. The last
+check, a pause); ``TokenBucket`` is the message limit (per user). The last
 test walks one session's clock through to the charge of contract rule 5.
 """
 

@@ -304,6 +304,8 @@ def test_settings_are_frozen_and_replace_copies() -> None:
         ({"billing_check": "0"}, "billing_check must be positive"),
         ({"presence_ttl": "0s"}, "presence_ttl must be positive"),
         ({"session_length": "0m"}, "session_length must be positive"),
+        ({"request_timeout": "0s"}, "request_timeout must be positive"),
+        ({"RT_MAX_CONNECTIONS": "0"}, "max_connections must be at least 1"),
     ],
 )
 def test_invalid_settings_are_refused(values: dict[str, Any], message: str) -> None:

@@ -107,7 +107,9 @@ async def test_frame_over_max_frame_closes_1009(node: Node, api: Api) -> None:
 
 
 async def test_a_slow_reader_is_closed_4408_and_slows_nobody(data_dir: Path) -> None:
-    async with run_node(node_settings(data_dir, send_queue=16)) as node:
+    # 3,000 messages from one customer: far past his --request-message-limit.
+    settings = node_settings(data_dir, send_queue=16, request_message_limit="1000000/1s")
+    async with run_node(settings) as node:
         api = Api(node.http)
         _, ctoken = await new_customer(api)
         customer = await Client.connect(node.ws, ctoken)

@@ -64,6 +64,21 @@ async def test_index_is_the_thin_page(client: httpx.AsyncClient) -> None:
     assert r.headers["cache-control"] == "no-cache"
 
 
+async def test_no_page_may_frame_the_client(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        r = await client.get(path)
+        csp = [d.strip() for d in r.headers["content-security-policy"].split(";")]
+        assert "frame-ancestors 'none'" in csp, path
+        assert "default-src 'self'" in csp, path
+        assert r.headers["x-frame-options"] == "DENY", path
+    # The page may open its own WebSocket (CSP Level 2 browsers do not count ws: as 'self').
+    page = (await client.get("/")).headers["content-security-policy"]
+    assert "connect-src 'self' ws://rt.test wss://rt.test" in page
+    # A Host that is not a host name is not written into the policy.
+    odd = await client.get("/", headers={"host": "rt.test; script-src *"})
+    assert "script-src *" not in odd.headers["content-security-policy"]
+
+
 @pytest.mark.parametrize("path", MODULES)
 async def test_every_module_is_served(client: httpx.AsyncClient, path: str) -> None:
     r = await client.get("/static/" + path)

@@ -13,11 +13,17 @@ one of its skills. Among qualified experts the ranking is:
 
 Verification is a tier above the ranking (:func:`tiered`): unverified experts
 are offered work only when no verified one can take it.
+
+An instant wave goes first to experts who hold no open offer of another
+instant request (:func:`spread`): each can take only one, so a wave given to
+experts already racing for other requests mostly comes back empty. Without
+this, requests made at once all went to the same best few, each of whom won
+one; the others chased them wave after wave (issue 8, defect 9).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -114,6 +120,12 @@ def next_wave(
         if len(wave) == batch:
             break
     return wave
+
+
+def spread(ranked: Sequence[str], holding: Collection[str]) -> list[str]:
+    """Experts who hold no open offer of another instant request first, then those
+    who do (when nobody else is left); each group keeps its ranked order."""
+    return [e for e in ranked if e not in holding] + [e for e in ranked if e in holding]
 
 
 def tiered(ranked: list[Candidate], excluded: set[str]) -> list[Candidate]:

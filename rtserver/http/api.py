@@ -7,8 +7,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rtserver.clock import to_ms
-from rtserver.errors import Forbidden, NotFound, Unauthenticated
-from rtserver.http.common import api, body, current_user, json_response, node_of
+from rtserver.core.text import clean_name, clean_text, email_key
+from rtserver.errors import Forbidden, NotFound, RateLimited, Unauthenticated
+from rtserver.http.common import api, body, client_address, current_user, json_response, node_of
 from rtserver.schemas import LoginBody, PreferencesBody, RegisterBody
 from rtserver.storage.notifications import notification_wire
 from rtserver.storage.users import Profile
@@ -18,13 +19,17 @@ from rtserver.storage.users import Profile
 async def register(request: Request) -> Response:
     """Create a customer or expert account; managers only come from the CLI."""
     node = node_of(request)
+    limits = node.limits
+    address = limits.address(client_address(request))
+    limits.spend(limits.register, address, "too many accounts registered from this address")
     b = await body(request, RegisterBody)
     if b.role == "manager":
         raise Forbidden("managers are created with `rtserver user create`")
+    name = clean_name(b.name)
     user = await node.hub.users.create(
         b.email,
         await node.auth.hash_password(b.password),
-        b.name,
+        name,
         b.role,
         to_ms(node.clock.now()),
     )
@@ -33,15 +38,31 @@ async def register(request: Request) -> Response:
 
 @api
 async def login(request: Request) -> Response:
-    """Exchange e-mail and password for a token."""
+    """Exchange e-mail and password for a token.
+
+    Every attempt spends a token of its client address and of its account
+    before the password is checked (so that attempts at once cannot pass
+    together); one that succeeds gives them back, so only failures count.
+    """
     node = node_of(request)
+    limits = node.limits
+    address = limits.address(client_address(request))
     b = await body(request, LoginBody)
+    account = email_key(b.email)
+    limits.spend(limits.login, address, "too many failed logins from this address")
+    try:
+        limits.spend(limits.login_account, account, "too many failed logins for this account")
+    except RateLimited:
+        limits.refund(limits.login, address)
+        raise
     user = await node.hub.users.by_email(b.email)
     # Verify against a real hash even for unknown e-mails, so that timing does not
     # tell which e-mails are registered.
     stored = user.password_hash if user else node.dummy_hash
     if not await node.auth.verify_password(stored, b.password) or user is None:
         raise Unauthenticated("wrong e-mail or password")
+    limits.refund(limits.login, address)
+    limits.refund(limits.login_account, account)
     if user.suspended:
         raise Forbidden("account suspended")
     return json_response({"user": user.public(), "token": node.auth.issue(user.id)})
@@ -70,13 +91,16 @@ async def put_preferences(request: Request) -> Response:
         raise Forbidden("only experts have preferences")
     b = await body(request, PreferencesBody)
     old = await node.hub.users.profile(user.id) or Profile()
+    # Shown to customers on offers and the public profile: visible text only.
+    skills = [clean_name(s, "skills", required=False) for s in b.skills]
+    languages = [clean_name(lang, "languages", required=False) for lang in b.languages]
     profile = Profile(
-        b.title.strip(),
-        list(dict.fromkeys(s.strip() for s in b.skills if s.strip())),
-        list(dict.fromkeys(lang.strip() for lang in b.languages if lang.strip())),
+        clean_name(b.title, "title", required=False),
+        list(dict.fromkeys(s for s in skills if s)),
+        list(dict.fromkeys(lang for lang in languages if lang)),
         b.years_experience,
         b.rate_cents_per_15min,
-        b.bio,
+        clean_text(b.bio, "bio"),
         old.verification_status,
     )
     await node.hub.users.put_profile(user.id, profile, to_ms(node.clock.now()))

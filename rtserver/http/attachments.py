@@ -1,6 +1,15 @@
-"""Attachments over HTTP: upload (multipart) and download, with their permissions."""
+"""Attachments over HTTP: upload (multipart) and download, with their permissions.
+
+An upload's body is bounded while it streams by :class:`rtserver.http.bodies.BodyLimit`
+(:func:`body_limits`), whatever its headers say. A download is served as a file to
+save, never as a page: the type sent is the stored one only when it is on an
+allow-list of types a browser cannot run (:func:`served_type`), else
+``application/octet-stream``, with ``nosniff`` and a sandboxing CSP.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -9,7 +18,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from rtserver.clock import to_ms
-from rtserver.errors import InvalidField, NotFound, RtError, TooLarge
+from rtserver.config import Settings
+from rtserver.errors import InvalidField, NotFound, TooLarge
 from rtserver.http.common import api, current_user, json_response, node_of
 from rtserver.storage.attachments import Attachment, BlobWriter
 from rtserver.storage.users import User
@@ -17,13 +27,45 @@ from rtserver.storage.users import User
 CHUNK = 256 * 1024
 # Room for the multipart framing and small form fields around the file.
 FORM_OVERHEAD = 64 * 1024
+# Types served as themselves: none of them runs script in a browser (HTML, SVG,
+# XML, JavaScript and anything unknown go out as application/octet-stream).
+SAFE_TYPES = frozenset(
+    {
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/ogg",
+        "audio/wav",
+        "audio/webm",
+        "video/mp4",
+        "video/ogg",
+        "video/webm",
+    }
+)
+# Sent with every download: even a browser that ignored the type could run nothing.
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private",
+}
 
 
-class LengthRequired(RtError):
-    """An upload without Content-Length: its size cannot be checked before reading it."""
+def body_limits(settings: Settings) -> Mapping[tuple[str, str], int]:
+    """The upload route's body limit: ``--max-attachment`` and the form around it."""
+    return {("POST", "/api/attachments"): settings.max_attachment + FORM_OVERHEAD}
 
-    code = "invalid_field"
-    status = 411
+
+def served_type(stored: str) -> str:
+    """The type a download is sent with: the uploader's, if it is a safe one."""
+    base = stored.split(";", 1)[0].strip().lower()
+    return base if base in SAFE_TYPES else "application/octet-stream"
 
 
 async def may_read(request: Request, user: User, a: Attachment) -> bool:
@@ -57,11 +99,6 @@ async def upload(request: Request) -> Response:
     node = node_of(request)
     user = await current_user(request)
     limit = node.settings.max_attachment
-    length = request.headers.get("content-length")
-    if length is None:
-        raise LengthRequired("send Content-Length with uploads")
-    if int(length) > limit + FORM_OVERHEAD:
-        raise TooLarge(f"attachments are at most {limit} bytes")
     try:
         form = await request.form(max_files=1, max_fields=10)
     except HTTPException as exc:  # a malformed form, or more than one file
@@ -120,7 +157,13 @@ async def download(request: Request) -> Response:
     a = await node.attachments.get(request.path_params["attachment_id"])
     if a is None or not await may_read(request, user, a):
         raise NotFound("no such attachment")
-    return FileResponse(node.attachments.path(a.sha256), media_type=a.content_type, filename=a.name)
+    return FileResponse(
+        node.attachments.path(a.sha256),
+        media_type=served_type(a.content_type),
+        filename=a.name,
+        headers=DOWNLOAD_HEADERS,
+        content_disposition_type="attachment",
+    )
 
 
 routes = [

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rtserver.errors import BadFrame, Forbidden, InvalidField, RtError, Unauthenticated
-from rtserver.protocol import field_of
+from rtserver.protocol import field_of, retry_seconds
 from rtserver.storage.users import User
 
 if TYPE_CHECKING:
@@ -35,11 +35,20 @@ def error_response(err: RtError) -> Response:
     body: dict[str, Any] = {"error": err.to_wire()}
     if isinstance(err, InvalidField) and err.field:
         body["error"]["field"] = err.field
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, Unauthenticated) else None
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, Unauthenticated) else {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(retry_seconds(err.retry_after))
+        body["error"]["retry_after"] = retry_seconds(err.retry_after)
     resp = json_response(body, err.status)
     if headers:
         resp.headers.update(headers)
     return resp
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address: the TCP peer, or what a trusted proxy said it was
+    (uvicorn rewrites the peer from X-Forwarded-For only for ``--trusted-proxies``)."""
+    return request.client.host if request.client else None
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:
@@ -66,6 +75,8 @@ def api(handler: Endpoint) -> Endpoint:
             return await handler(request)
         except RtError as err:
             return error_response(err)
+        except ClientDisconnect:
+            raise  # nobody to answer; logged without a traceback by http.bodies.BodyLimit
         except Exception:
             log.exception("unhandled error path=%s", request.url.path)
             return error_response(RtError("internal error"))

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from rtserver import __version__
 from rtserver.core.payout_profile import PayoutProfileBody
+from rtserver.errors import RtError
 from rtserver.http.common import json_response, node_of
 from rtserver.schemas import (
     ClaimBody,
@@ -29,8 +30,17 @@ from rtserver.schemas import (
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness: the process serves HTTP."""
-    return json_response({"status": "ok", "node": node_of(request).settings.node_id})
+    """200 while the node's essential parts work; 503 with the parts failing past the grace.
+
+    Essential: every background loop (rtserver.health.supervise); a loop that
+    died is listed at once (and the node is exiting).
+    """
+    node = node_of(request)
+    failing = node.health.failing()
+    if failing:
+        body = {"status": "unhealthy", "node": node.settings.node_id, "failing": failing}
+        return json_response(body, status=503)
+    return json_response({"status": "ok", "node": node.settings.node_id})
 
 
 async def metrics(request: Request) -> Response:
@@ -40,30 +50,60 @@ async def metrics(request: Request) -> Response:
     )
 
 
+# The error statuses an operation may answer, by what it takes. Each is the
+# contract's ``Error`` body; a status not listed here is a bug (the fuzz tests
+# in tests/test_fuzz_http.py hold the server to this list).
+_AUTH_ERRORS = ("401", "403")  # no or a bad token; a suspended account
+_BODY_ERRORS = ("400", "413", "422")  # not JSON; over the body limit; a bad field
+_PARAM_ERRORS = ("404",)  # no such object, or not the caller's
+_QUERY_ERRORS = ("422",)  # a bad limit, cursor, status, ...
+# Any /api call may be rate limited (429), or find the database or Redis busy past
+# its bound (503, with Retry-After where known): nothing was done, try again.
+_API_ERRORS = ("429", "503")
+
+
 def _op(
     summary: str,
     body: str | None = None,
     *,
+    body_media: str = "application/json",
     auth: bool = True,
     ok: str = "200",
     params: tuple[str, ...] = (),
     query: tuple[str, ...] = (),
     idempotent: bool = False,
+    media: tuple[str, ...] = ("application/json",),
+    result: str | None = None,
+    errors: tuple[str, ...] = (),
+    api_call: bool = True,
 ) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            ok: {"description": "success", "content": {"application/json": {}}},
-            "default": {
-                "description": "error",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
+    """One operation: its body, parameters, success media types and error statuses.
+
+    ``result`` names the success body's schema (any JSON object when absent);
+    ``errors`` adds statuses its shape does not imply (409 for a conflict, 403
+    for a role it refuses when it takes no token); ``api_call`` is false for
+    health and metrics, which no rate limit and no database stand behind.
+    """
+    ok_schema = {"$ref": f"#/components/schemas/{result}"} if result else {"type": "object"}
+    statuses = set(errors)
+    statuses.update(_AUTH_ERRORS if auth else ())
+    statuses.update(_BODY_ERRORS if body else ())
+    statuses.update(_PARAM_ERRORS if params else ())
+    statuses.update(_QUERY_ERRORS if query or idempotent else ())
+    statuses.update(_API_ERRORS if api_call else ())
+    responses: dict[str, Any] = {
+        ok: {
+            "description": "success",
+            "content": {m: {"schema": ok_schema} if m == "application/json" else {} for m in media},
+        }
     }
+    for status in sorted(statuses):
+        responses[status] = {"$ref": "#/components/responses/Error"}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+            "content": {body_media: {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     if auth:
         op["security"] = [{"bearer": []}]
@@ -87,6 +127,17 @@ def _op(
     if parameters:
         op["parameters"] = parameters
     return op
+
+
+def _error_codes() -> list[str]:
+    """Every contract code an error may carry, from the one exception tree."""
+    codes: set[str] = set()
+    todo: list[type[RtError]] = [RtError]
+    while todo:
+        cls = todo.pop()
+        codes.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return sorted(codes)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -114,11 +165,29 @@ def openapi_document() -> dict[str, Any]:
         "properties": {
             "error": {
                 "type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                "properties": {
+                    "code": {"type": "string", "enum": _error_codes()},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the invalid field, if known"},
+                    "retry_after": {
+                        "type": "integer",
+                        "description": "seconds after which the same call may succeed",
+                    },
+                },
                 "required": ["code", "message"],
             }
         },
         "required": ["error"],
+    }
+    components["Upload"] = {
+        "type": "object",
+        "properties": {
+            "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+            "session_id": {"type": "string"},
+            "request_id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["file", "recording"]},
+        },
+        "required": ["file"],
     }
     return {
         "openapi": "3.1.0",
@@ -131,14 +200,28 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": {
+                    "description": "error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
         },
         "paths": {
             "/api/auth/register": {
                 "post": _op(
-                    "Create a customer or expert account", "RegisterBody", auth=False, ok="201"
+                    "Create a customer or expert account",
+                    "RegisterBody",
+                    auth=False,
+                    ok="201",
+                    errors=("403", "409"),  # role manager; an e-mail already registered
                 )
             },
-            "/api/auth/login": {"post": _op("Log in", "LoginBody", auth=False)},
+            "/api/auth/login": {
+                "post": _op("Log in", "LoginBody", auth=False, errors=("401", "403"))
+            },
             "/api/me": {"get": _op("The user, with an expert's preferences")},
             "/api/me/preferences": {"put": _op("Set an expert's preferences", "PreferencesBody")},
             "/api/requests": {"get": _op("The customer's open requests")},
@@ -175,6 +258,7 @@ def openapi_document() -> dict[str, Any]:
                     ok="201",
                     params=("session_id",),
                     idempotent=True,
+                    errors=("409",),
                 )
             },
             "/api/sessions/{session_id}/review": {
@@ -184,6 +268,7 @@ def openapi_document() -> dict[str, Any]:
                     ok="201",
                     params=("session_id",),
                     idempotent=True,
+                    errors=("409",),
                 )
             },
             "/api/claims": {
@@ -199,6 +284,7 @@ def openapi_document() -> dict[str, Any]:
                     "DisputeBody",
                     params=("claim_id",),
                     idempotent=True,
+                    errors=("409",),
                 )
             },
             "/api/claims/{claim_id}/decision": {
@@ -207,6 +293,7 @@ def openapi_document() -> dict[str, Any]:
                     "DecisionBody",
                     params=("claim_id",),
                     idempotent=True,
+                    errors=("409",),
                 )
             },
             "/api/me/statements": {
@@ -216,6 +303,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op(
                     "The Transaction Record with running balance (format=csv: all rows)",
                     query=("cursor", "limit", "format"),
+                    media=("application/json", "text/csv"),
                 )
             },
             "/api/me/payout-profile": {
@@ -247,16 +335,40 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/api/users/{user_id}/suspend": {
-                "post": _op("A manager suspends an account", "SuspendBody", params=("user_id",))
+                "post": _op(
+                    "A manager suspends an account",
+                    "SuspendBody",
+                    params=("user_id",),
+                    errors=("409",),  # himself
+                )
             },
             "/api/users/{user_id}/restore": {
-                "post": _op("A manager restores an account", "RestoreBody", params=("user_id",))
+                "post": _op(
+                    "A manager restores an account",
+                    "RestoreBody",
+                    params=("user_id",),
+                    errors=("409",),  # himself
+                )
             },
             "/api/audit": {"get": _op("The managers' audit log", query=("cursor", "limit"))},
             "/api/payouts/run": {
                 "post": _op("A manager pays out one ended month", "PayoutRunBody", idempotent=True)
             },
             "/api/payouts": {"get": _op("Payouts, for managers", query=("month",))},
+            "/api/dead-letters": {
+                "get": _op(
+                    "Managers: timers that failed their last try (outbox messages with their"
+                    " address), newest first",
+                    query=("status", "cursor", "limit"),
+                )
+            },
+            "/api/dead-letters/{dead_letter_id}/retry": {
+                "post": _op(
+                    "A manager schedules a dead letter's timer again, due now",
+                    params=("dead_letter_id",),
+                    errors=("409",),  # retried already
+                )
+            },
             "/api/notifications": {
                 "get": _op(
                     "The user's notifications (reminders, claims, reviews, payouts)",
@@ -266,12 +378,29 @@ def openapi_document() -> dict[str, Any]:
             "/api/notifications/{notification_id}/read": {
                 "post": _op("Mark a notification read", params=("notification_id",))
             },
-            "/api/attachments": {"post": _op("Upload an attachment (multipart)", ok="201")},
-            "/api/attachments/{attachment_id}": {
-                "get": _op("An attachment's bytes", params=("attachment_id",))
+            "/api/attachments": {
+                "post": _op(
+                    "Upload an attachment",
+                    "Upload",
+                    body_media="multipart/form-data",
+                    ok="201",
+                    errors=("404",),  # the session or request is not the caller's
+                )
             },
-            "/healthz": {"get": _op("Liveness", auth=False)},
-            "/metrics": {"get": _op("Prometheus metrics", auth=False)},
+            "/api/attachments/{attachment_id}": {
+                "get": _op("An attachment's bytes", params=("attachment_id",), media=("*/*",))
+            },
+            "/healthz": {
+                "get": _op(
+                    "Health: 200, or 503 with the parts failing (docs/protocol.md)",
+                    auth=False,
+                    api_call=False,
+                    errors=("503",),
+                )
+            },
+            "/metrics": {
+                "get": _op("Prometheus metrics", auth=False, media=("text/plain",), api_call=False)
+            },
         },
     }
 

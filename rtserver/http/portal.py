@@ -400,6 +400,34 @@ async def audit_log(request: Request) -> Response:
     return json_response(out)
 
 
+# -- dead letters ----------------------------------------------------------------------------
+
+
+@api
+async def list_dead_letters(request: Request) -> Response:
+    """Timers that failed their last try, for managers."""
+    node = node_of(request)
+    user = await current_user(request)
+    _manager(user)
+    status = request.query_params.get("status")
+    if status is not None and status not in ("dead", "retried"):
+        raise InvalidField("status is dead or retried", "status")
+    out = await node.dead_letters.page(
+        user, status, request.query_params.get("cursor"), _limit(request)
+    )
+    return json_response(out)
+
+
+@api
+async def retry_dead_letter(request: Request) -> Response:
+    """A manager schedules a dead letter's timer again."""
+    node = node_of(request)
+    user = await current_user(request)
+    _manager(user)
+    out = await node.dead_letters.retry(user, request.path_params["dead_letter_id"])
+    return json_response(out)
+
+
 routes = [
     Route("/api/sessions", list_sessions, methods=["GET"]),
     Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
@@ -426,4 +454,6 @@ routes = [
     Route("/api/audit", audit_log, methods=["GET"]),
     Route("/api/payouts/run", run_payouts, methods=["POST"]),
     Route("/api/payouts", list_payouts, methods=["GET"]),
+    Route("/api/dead-letters", list_dead_letters, methods=["GET"]),
+    Route("/api/dead-letters/{dead_letter_id}/retry", retry_dead_letter, methods=["POST"]),
 ]

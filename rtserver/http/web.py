@@ -3,13 +3,17 @@
 The files live inside the package (``rtserver/static``), so a wheel install serves
 them too. There is no build step: the browser loads the modules as they are. Every
 answer says ``Cache-Control: no-cache`` (the browser revalidates with the ETag, so an
-upgraded server is never mixed with stale modules), and the page carries a strict
-Content-Security-Policy: scripts, styles and connections from this origin only.
+upgraded server is never mixed with stale modules), and every answer carries a strict
+Content-Security-Policy: scripts, styles and connections from this origin only (its
+WebSocket named too: ``'self'`` covers ``ws:``/``wss:`` only in CSP Level 3 browsers),
+and no framing by any page (``frame-ancestors 'none'``, and ``X-Frame-Options`` for
+browsers older than CSP 2).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from starlette.requests import Request
@@ -20,24 +24,38 @@ from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-    ]
-)
+# A Host header fit to name in a source expression: a name or an address, and a port.
+_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def csp(host: str | None = None) -> str:
+    """The page's policy; with its ``host``, the page's own WebSocket named in ``connect-src``."""
+    connect = "connect-src 'self'"
+    if host and _HOST.match(host):
+        connect += f" ws://{host} wss://{host}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            connect,
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ]
+    )
+
+
+CSP = csp()
 HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": CSP,
 }
 
 
@@ -61,7 +79,7 @@ async def index(request: Request) -> Response:
     return FileResponse(
         STATIC_DIR / "index.html",
         media_type="text/html; charset=utf-8",
-        headers={**HEADERS, "Content-Security-Policy": CSP},
+        headers={**HEADERS, "Content-Security-Policy": csp(request.headers.get("host"))},
     )
 
 

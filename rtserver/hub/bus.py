@@ -57,21 +57,27 @@ class Bus(ABC):
 
     @abstractmethod
     async def claim(self, key: str, value: str, ttl: float) -> str | None:
-        """Set ``key`` to ``value`` if it has no value; None if we won, else the holder's value."""
+        """Set ``key`` to ``value`` if it has no value; None if we won, else the holder's value.
+
+        Raises :class:`rtserver.errors.Unavailable` if the bus cannot answer in time.
+        """
 
     @abstractmethod
     async def release(self, key: str, value: str) -> None:
-        """Drop a claim, only if it still holds ``value`` (compare-and-delete)."""
+        """Drop a claim, only if it still holds ``value`` (compare-and-delete); best effort."""
 
     @abstractmethod
     async def publish(
         self, user_ids: Collection[str], event: dict[str, Any], skip: Connection | None = None
     ) -> None:
-        """Deliver an event to every socket of these users, on any node (but ``skip``)."""
+        """Deliver an event to every socket of these users, on any node (but ``skip``).
+
+        Never fails for the bus's sake: what cannot go out now waits in an outbox.
+        """
 
     @abstractmethod
     async def online(self, user_ids: Collection[str]) -> set[str]:
-        """Which of these users have a socket open on a live node."""
+        """Which of these users have a socket open on a live node (or Unavailable)."""
 
     async def user_connected(self, user_id: str) -> None:  # noqa: B027 - optional hook
         """This node now has a socket of ``user_id`` (it had none)."""

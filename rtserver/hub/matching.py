@@ -36,13 +36,15 @@ class Matcher:
         self.requests = requests
         self.sessions = sessions
 
-    async def instant(self, request: Request, spare: int = 0) -> list[str]:
+    async def instant(self, request: Request, spare: int | None = 0) -> list[str]:
         """The next wave: connected, available, free, qualified, not yet offered; best first.
 
         ``spare`` more are returned after the wave's ``--offer-batch``: the hub
         keeps the first ones still free under the write lock, so that experts
         who won another request meanwhile are replaced by the next best instead
-        of leaving the wave short (or empty, to wait for a retry).
+        of leaving the wave short (or empty, to wait for a retry). ``None``:
+        every eligible expert, best first, for the hub to choose from under the
+        lock (see :func:`rtserver.core.matching.spread`).
         """
         need = Need.of(request.skills, request.language)
         candidates = await self.users.candidates(need, available_only=True)
@@ -55,7 +57,8 @@ class Matcher:
         busy = await self.sessions.busy([i for i in ids if i in online])
         excluded = {i for i in ids if i not in online or i in busy}
         ranked = tiered(rank(pool, need), excluded)
-        wave = next_wave(ranked, set(), excluded, self.settings.offer_batch + spare)
+        depth = len(ranked) if spare is None else self.settings.offer_batch + spare
+        wave = next_wave(ranked, set(), excluded, depth)
         return [c.expert_id for c in wave]
 
     async def scheduled(self, request: Request) -> list[str]:

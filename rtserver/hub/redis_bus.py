@@ -17,6 +17,15 @@ id is newer than its last one, or the newest is older) and re-sends a fresh
 and ``state`` is derived from it. Events a node could not publish because
 Redis was down wait in a bounded outbox and are retried in order.
 
+**Failures.** Every Redis call a command makes (claim, release, publish,
+presence) is bounded by ``--redis-timeout``, whatever the error: a hung Redis
+(SIGSTOP) or one that refuses writes (``OOM``, ``READONLY``, ``NOAUTH``) makes
+a claim answer :class:`rtserver.errors.Unavailable` (``internal``, "try
+again") at once, and a publish go to the outbox; presence updates are best
+effort (the heartbeat rewrites them). The reader, the outbox and the heartbeat
+run under :func:`rtserver.health.supervise`: they survive every error class,
+back off with jitter, and the reader checks for a gap after *any* error.
+
 The cost of a single stream is that every node reads every event; that is
 right for a handful of nodes. Past that, shard the stream by node and route
 by presence (docs/architecture.md).
@@ -31,10 +40,12 @@ within ``--presence-ttl``.
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 import anyio
 import msgpack
@@ -45,6 +56,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rtserver.errors import Unavailable
+from rtserver.health import Health, supervise
 from rtserver.hub.bus import Bus, ResyncHandler
 from rtserver.hub.connections import Connection, Registry
 from rtserver.metrics import Metrics
@@ -69,7 +82,10 @@ STREAM_MAXLEN = 100_000
 OUTBOX_MAX = 50_000
 # Most concurrent commands per node; more wait for a free connection (see RedisBus).
 REDIS_CONNECTIONS = 256
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# How long the reader's XREAD blocks on an idle stream before it asks again.
+READ_BLOCK = 1.0
+
+T = TypeVar("T")
 
 
 def _parse_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -90,8 +106,11 @@ class RedisBus(Bus):
         prefix: str = "rt:",
         presence_ttl: float = 6.0,
         metrics: Metrics | None = None,
+        timeout: float = 2.0,
+        health: Health | None = None,
     ) -> None:
         super().__init__(node_id, registry)
+        self.timeout = timeout
         # A pooled connection that Redis dropped (a restart) fails on its next use;
         # retrying on a fresh connection hides that from callers. The claim script
         # is safe to retry: a retried claim that had in fact won reads back its own
@@ -102,12 +121,17 @@ class RedisBus(Bus):
         # ConnectionError; redis-py 8 caps it at 100 connections): a burst of more
         # than 100 concurrent claims or publishes (1,000 busy chat sessions) made
         # accepts fail as `internal` and pushed events into the slow outbox.
+        #
+        # Each call is also bounded as a whole by `timeout` (see _call): redis-py's
+        # socket timeout applies per read and its retries multiply it (a hung Redis
+        # held a reply for 40 s and more); cancelling a call makes redis-py drop its
+        # connection, so no reply can be read by the wrong caller.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=REDIS_CONNECTIONS,
-            timeout=10,
-            socket_connect_timeout=2,
-            socket_timeout=10,
+            timeout=timeout,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             health_check_interval=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -117,8 +141,8 @@ class RedisBus(Bus):
         # so its client never retries behind its back.
         self._reader = aioredis.Redis.from_url(
             url,
-            socket_connect_timeout=2,
-            socket_timeout=10,
+            socket_connect_timeout=timeout,
+            socket_timeout=READ_BLOCK + timeout,
             retry=Retry(NoBackoff(), retries=0),
         )
         self.prefix = prefix
@@ -127,11 +151,14 @@ class RedisBus(Bus):
         self.users_key = f"{prefix}node:{node_id}:users"
         self.presence_ttl = presence_ttl
         self.metrics = metrics
+        self.health = health or Health(node_id, metrics)
         self._claim = self.redis.register_script(_CLAIM)
         self._release = self.redis.register_script(_RELEASE)
         self._outbox: collections.deque[tuple[list[str], bytes]] = collections.deque()
         self._outbox_ready = anyio.Event()
         self._last_id: str = "0-0"
+        # Set by any error of the reader: before reading on, check for a gap.
+        self._behind = False
         self._stats = collections.Counter[str]()
 
     # -- lifecycle -------------------------------------------------------------
@@ -142,9 +169,23 @@ class RedisBus(Bus):
         newest: Any = await self.redis.xrevrange(self.stream, count=1)
         self._last_id = newest[0][0].decode() if newest else "0-0"
         await self._refresh_presence()
-        tg.start_soon(self._read_loop, on_resync, name=f"bus-reader-{self.node_id}")
-        tg.start_soon(self._heartbeat_loop, name=f"bus-heartbeat-{self.node_id}")
-        tg.start_soon(self._outbox_loop, name=f"bus-outbox-{self.node_id}")
+        read = functools.partial(self._read_step, on_resync)
+        heartbeat = functools.partial(
+            supervise,
+            self.health,
+            "bus.heartbeat",
+            self._heartbeat_step,
+            every=self.presence_ttl / 3,
+        )
+        tg.start_soon(supervise, self.health, "bus.reader", read, name=f"bus-reader-{self.node_id}")
+        tg.start_soon(heartbeat, name=f"bus-heartbeat-{self.node_id}")
+        tg.start_soon(
+            supervise,
+            self.health,
+            "bus.outbox",
+            self._outbox_step,
+            name=f"bus-outbox-{self.node_id}",
+        )
         log.info(
             "redis bus started node=%s stream=%s last_id=%s",
             self.node_id,
@@ -158,16 +199,32 @@ class RedisBus(Bus):
             with anyio.fail_after(2):
                 await self.redis.delete(self.users_key)
                 await self.redis.zrem(self.nodes_key, self.node_id)
-        except (*_REDIS_DOWN, TimeoutError):
+        except Exception:
             log.warning("could not withdraw presence node=%s", self.node_id)
         await self._reader.aclose()
         await self.redis.aclose()
 
     def _fail(self, op: str, exc: BaseException) -> None:
+        """Count a failed call; log it once per outage of this kind of call."""
         self._stats[f"{op}_errors"] += 1
         if self.metrics:
             self.metrics.bus_error(op)
-        log.warning("redis %s failed node=%s: %s", op, self.node_id, exc)
+        self.health.failed(f"bus.{op}", exc)
+
+    async def _call(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One Redis call of a command, bounded by ``timeout``; any failure is Unavailable.
+
+        Any error class: a hung Redis, a dropped connection, and also a Redis
+        that answers but refuses (OOM, READONLY, NOAUTH, LOADING).
+        """
+        try:
+            with anyio.fail_after(self.timeout):
+                result = await call()
+        except Exception as exc:
+            self._fail(op, exc)
+            raise Unavailable(f"the bus (Redis) failed ({op}); try again") from exc
+        self.health.ok(f"bus.{op}")
+        return result
 
     # -- claims ----------------------------------------------------------------
 
@@ -177,15 +234,28 @@ class RedisBus(Bus):
         ``value`` must be unique to this attempt (the hub adds a nonce), so that a
         retry after a lost reply recognizes its own win.
         """
-        held = await self._claim(keys=[self.prefix + "claim:" + key], args=[value, int(ttl * 1000)])
+        held = await self._call(
+            "claim",
+            lambda: self._claim(keys=[self.prefix + "claim:" + key], args=[value, int(ttl * 1000)]),
+        )
         if held is None:
             return None
         text = held.decode() if isinstance(held, bytes) else str(held)
         return None if text == value else text
 
     async def release(self, key: str, value: str) -> None:
-        """Compare-and-delete in one script: never drops another's claim."""
-        await self._release(keys=[self.prefix + "claim:" + key], args=[value])
+        """Compare-and-delete in one script: never drops another's claim.
+
+        Best effort: if Redis fails, the claim stays until its TTL and the
+        request's timer repairs it (Hub._repair); the command answers what it
+        was going to answer.
+        """
+        try:
+            await self._call(
+                "release", lambda: self._release(keys=[self.prefix + "claim:" + key], args=[value])
+            )
+        except Unavailable:
+            log.warning("claim not released node=%s key=%s", self.node_id, key)
 
     # -- fan-out ---------------------------------------------------------------
 
@@ -202,9 +272,10 @@ class RedisBus(Bus):
             self._enqueue(users, payload)  # keep order behind what waits
             return
         try:
-            await self._xadd(users, payload)
-        except _REDIS_DOWN as exc:
-            self._fail("publish", exc)
+            await self._call("publish", lambda: self._xadd(users, payload))
+        except Unavailable:
+            # At least once: a publish that timed out may still land when Redis
+            # resumes, and then again from the outbox; receivers dedupe by seq.
             self._enqueue(users, payload)
 
     async def _xadd(self, users: list[str], payload: bytes) -> None:
@@ -224,58 +295,60 @@ class RedisBus(Bus):
         self._outbox.append((users, payload))
         self._outbox_ready.set()
 
-    async def _outbox_loop(self) -> None:
-        while True:
-            await self._outbox_ready.wait()
-            while self._outbox:
-                users, payload = self._outbox[0]
-                try:
-                    await self._xadd(users, payload)
-                except _REDIS_DOWN as exc:
-                    self._fail("outbox", exc)
-                    await anyio.sleep(0.5)
-                    continue
-                self._outbox.popleft()
-            self._outbox_ready = anyio.Event()
-            log.info("bus outbox drained node=%s", self.node_id)
+    async def _outbox_step(self) -> None:
+        """Wait for events the bus could not publish, then send them all, in order.
 
-    async def _read_loop(self, on_resync: ResyncHandler) -> None:
-        backoff = 0.1
-        check_gap = False
-        while True:
-            try:
-                if check_gap:
-                    # Redis may have restarted empty: be visible again at once.
-                    await self._refresh_presence()
-                    if await self._has_gap():
-                        self._stats["resyncs"] += 1
-                        if self.metrics:
-                            self.metrics.resyncs.inc()
-                        log.warning("bus gap node=%s: re-sending state", self.node_id)
-                        await on_resync()
-                    check_gap = False
-                    log.info(
-                        "bus reader reconnected node=%s last_id=%s", self.node_id, self._last_id
-                    )
+        A failure leaves the event at the head (supervise backs off and calls
+        again); events published meanwhile queue behind it.
+        """
+        await self._outbox_ready.wait()
+        sent = 0
+        while self._outbox:
+            users, payload = self._outbox[0]
+            with anyio.fail_after(self.timeout):
+                await self._xadd(users, payload)
+            self._outbox.popleft()
+            sent += 1
+        self._outbox_ready = anyio.Event()
+        log.info("bus outbox drained node=%s sent=%d", self.node_id, sent)
+
+    async def _read_step(self, on_resync: ResyncHandler) -> None:
+        """One XREAD from the last id seen; after any error, check for a gap first."""
+        try:
+            if self._behind:
+                await self._catch_up(on_resync)
+            with anyio.fail_after(READ_BLOCK + self.timeout):
                 reply: Any = await self._reader.xread(
-                    {self.stream: self._last_id}, count=500, block=1000
+                    {self.stream: self._last_id}, count=500, block=int(READ_BLOCK * 1000)
                 )
-                backoff = 0.1
-            except _REDIS_DOWN as exc:
-                self._fail("read", exc)
-                check_gap = True
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    self._last_id = entry_id.decode()
-                    if fields.get(b"n", b"").decode() == self.node_id:
-                        continue
-                    users = fields[b"u"].decode().split(",")
-                    event = msgpack.unpackb(fields[b"e"], raw=False)
-                    self._stats["received"] += 1
-                    self.registry.deliver(users, event)
+        except BaseException:
+            self._behind = True
+            raise
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                self._last_id = entry_id.decode()
+                if fields.get(b"n", b"").decode() == self.node_id:
+                    continue
+                users = fields[b"u"].decode().split(",")
+                event = msgpack.unpackb(fields[b"e"], raw=False)
+                self._stats["received"] += 1
+                self.registry.deliver(users, event)
+
+    async def _catch_up(self, on_resync: ResyncHandler) -> None:
+        """After an error: be visible again, and re-send state if events were missed."""
+        # Redis may have restarted empty (or lost our set): be visible again at once.
+        with anyio.fail_after(self.timeout):
+            await self._refresh_presence()
+        with anyio.fail_after(self.timeout):
+            gap = await self._has_gap()
+        if gap:
+            self._stats["resyncs"] += 1
+            if self.metrics:
+                self.metrics.resyncs.inc()
+            log.warning("bus gap node=%s: re-sending state", self.node_id)
+            await on_resync()
+        self._behind = False
+        log.info("bus reader caught up node=%s last_id=%s", self.node_id, self._last_id)
 
     async def _has_gap(self) -> bool:
         """After an outage: were events we never read trimmed, or lost with Redis?"""
@@ -308,46 +381,51 @@ class RedisBus(Bus):
             pipe.zremrangebyscore(self.nodes_key, "-inf", int(time.time() * 1000) - 86_400_000)
             await pipe.execute()
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.presence_ttl / 3)
-            try:
-                await self._refresh_presence()
-            except _REDIS_DOWN as exc:
-                self._fail("heartbeat", exc)
+    async def _heartbeat_step(self) -> None:
+        with anyio.fail_after(self.timeout):
+            await self._refresh_presence()
 
     async def user_connected(self, user_id: str) -> None:
-        """Visible to matching on every node at once, not at the next heartbeat."""
-        try:
+        """Visible to matching on every node at once, not at the next heartbeat.
+
+        Best effort: if Redis fails, the next successful heartbeat adds him.
+        """
+
+        async def add() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.sadd(self.users_key, user_id)
                 pipe.pexpire(self.users_key, int(self.presence_ttl * 1000))
                 await pipe.execute()
-        except _REDIS_DOWN as exc:
-            self._fail("presence", exc)
+
+        with contextlib.suppress(Unavailable):
+            await self._call("presence", add)
 
     async def user_disconnected(self, user_id: str) -> None:
-        """Withdrawn at once; the heartbeat would also drop him."""
-        try:
-            await self.redis.srem(self.users_key, user_id)
-        except _REDIS_DOWN as exc:
-            self._fail("presence", exc)
+        """Withdrawn at once; the heartbeat would also drop him (best effort)."""
+        with contextlib.suppress(Unavailable):
+            await self._call("presence", lambda: self.redis.srem(self.users_key, user_id))
 
     async def online(self, user_ids: Collection[str]) -> set[str]:
-        """Union over the live nodes' sets (a dead node's set has expired)."""
+        """Union over the live nodes' sets (a dead node's set has expired).
+
+        Raises Unavailable when Redis cannot tell within ``timeout``.
+        """
         ids = list(user_ids)
         if not ids:
             return set()
+        results = await self._call("online", lambda: self._online(ids))
+        found: set[str] = set()
+        for flags in results:
+            found.update(uid for uid, flag in zip(ids, flags, strict=True) if flag)
+        return found
+
+    async def _online(self, ids: list[str]) -> list[Any]:
         members: Any = await self.redis.zrange(self.nodes_key, 0, -1)
         nodes = [n.decode() for n in members]
         async with self.redis.pipeline(transaction=False) as pipe:
             for node in nodes:
                 pipe.smismember(f"{self.prefix}node:{node}:users", ids)
-            results = await pipe.execute()
-        found: set[str] = set()
-        for flags in results:
-            found.update(uid for uid, flag in zip(ids, flags, strict=True) if flag)
-        return found
+            return list(await pipe.execute())
 
     def statistics(self) -> dict[str, Any]:
         """Published, received, errors, resyncs and the outbox length."""

@@ -22,8 +22,17 @@ from rtserver.clock import Clock, from_ms, from_wire, to_ms, to_wire
 from rtserver.config import Settings
 from rtserver.core import requests as rules
 from rtserver.core import schedule
-from rtserver.core.matching import normalize
-from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RtError
+from rtserver.core.matching import normalize, spread
+from rtserver.core.retry import RetryPolicy
+from rtserver.core.text import clean_name, clean_text
+from rtserver.errors import (
+    Forbidden,
+    InvalidField,
+    InvalidState,
+    NotFound,
+    RtError,
+    Unavailable,
+)
 from rtserver.hub.bus import Bus
 from rtserver.hub.connections import ACCOUNT_SUSPENDED, Registry
 from rtserver.hub.matching import Matcher
@@ -55,6 +64,10 @@ NO_SHOW_TIMER = "no_show"
 # A safety net only: an expert who turns available, connects available, or ends a
 # session wakes the waiting requests at once (Hub.expert_free).
 EMPTY_WAVE_RETRY = 10.0
+# Under the write lock a wave is taken from the first this many batches of the
+# ranked experts (holders of other offers last) that are still free: deep enough
+# to replace those who turned busy or away since the read, few enough to stay cheap.
+WAVE_DEPTH = 4
 # Claims outlive their request by a day: later commands still read who won.
 CLAIM_GRACE = 86_400.0
 # A new request's timer is written with the request, due this soon: if the node
@@ -88,7 +101,16 @@ class Hub:
         self.timer_store = TimerStore(db)
         self.attachments = attachments
         self.matcher = Matcher(settings, clock, bus, self.users, self.requests, self.sessions)
-        self.timers = TimerLoop(self.timer_store, clock, settings.node_id, metrics)
+        self.timers = TimerLoop(
+            self.timer_store,
+            clock,
+            settings.node_id,
+            metrics,
+            lease=settings.timer_lease,
+            retry=RetryPolicy(
+                settings.timer_retry, settings.timer_retry_max, settings.timer_attempts
+            ),
+        )
         self.timers.register(REQUEST_TIMER, self.on_request_timer)
         # Set by the app factory: how direct requests reach their expert.
         self.notices: Notices | None = None
@@ -172,7 +194,9 @@ class Hub:
         now_ms = to_ms(self.clock.now())
         async with self.db.transaction() as conn:
             for request_id in waiting:
-                await self.timer_store.schedule(conn, REQUEST_TIMER, request_id, now_ms)
+                # A wake: a request already due (one burst wakes it many times) keeps
+                # the due time its claimant is about to match.
+                await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
         self.timers.wake()
         log.info("expert free expert=%s waiting_requests=%d", expert_id, len(waiting))
 
@@ -182,6 +206,9 @@ class Hub:
         """Store a new request and send its first wave of offers."""
         if user.role != "customer":
             raise Forbidden("only customers create requests")
+        # Shown to experts in their offers: visible text only (no bidi overrides).
+        title = clean_name(cmd.title, "title")
+        description = clean_text(cmd.description, "description")
         if cmd.cid is not None:
             # A retry of a create whose answer was lost: the same request, not a new one.
             existing = await self.requests.by_cid(user.id, cmd.cid)
@@ -212,8 +239,8 @@ class Hub:
             id=new_id("r"),
             customer_id=user.id,
             kind=cmd.kind,
-            title=cmd.title.strip() or cmd.title,
-            description=cmd.description,
+            title=title,
+            description=description,
             skills=skills,
             language=cmd.language.strip(),
             direct_expert_id=direct.id if direct else None,
@@ -255,7 +282,13 @@ class Hub:
             request.kind,
             request.direct_expert_id,
         )
-        notified = await self._dispatch(request, user)
+        try:
+            notified = await self._dispatch(request, user)
+        except Unavailable:
+            # Stored with its timer (FIRST_WAVE_GRACE): the timer sends the first
+            # wave once the bus answers again. The create itself is done.
+            log.warning("first wave deferred request=%s: the bus is unavailable", request.id)
+            return {"request": request.to_wire()}
         return {"request": replace(request, wave=1, notified=notified).to_wire()}
 
     async def _created_before(self, request: Request) -> dict[str, Any]:
@@ -298,7 +331,8 @@ class Hub:
             expires_at = request.expires_at
             next_due = min(now + timedelta(seconds=self.settings.offer_ttl), expires_at)
         else:
-            chosen = await self.matcher.instant(request, spare=3 * self.settings.offer_batch)
+            # Every eligible expert, best first: the wave is taken from them under the lock.
+            chosen = await self.matcher.instant(request, spare=None)
             expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
             if chosen:
                 next_due = expires_at
@@ -319,8 +353,13 @@ class Hub:
                 # Chosen from committed reads, but an expert may have won another
                 # request (or gone away) since: his offer would never be answered.
                 # Under the write lock that question has one answer.
-                free = await self.users.still_free(conn, chosen)
-                chosen = free[: self.settings.offer_batch]
+                # And a burst of requests all read the same best few: those already
+                # offered another instant request (by a wave written since) go last,
+                # so that concurrent waves spread over the free experts instead of
+                # racing for the same ones (core.matching.spread).
+                holding = await self.requests.holding_instant_offers(conn)
+                order = spread(chosen, holding)[: WAVE_DEPTH * self.settings.offer_batch]
+                chosen = (await self.users.still_free(conn, order))[: self.settings.offer_batch]
                 if not chosen:
                     retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
@@ -347,6 +386,7 @@ class Hub:
                 len(chosen),
                 notified,
             )
+            log.debug("wave experts request=%s wave=%d experts=%s", request.id, wave_no, chosen)
         await self.bus.publish(
             [request.customer_id],
             {
@@ -395,8 +435,16 @@ class Hub:
             await self._dispatch(await self.with_attachments(request), customer)
 
     async def _schedule(self, request_id: str, at: datetime) -> None:
+        """Move the request's timer to ``at`` (its own handler's next look)."""
         async with self.db.transaction() as conn:
             await self.timer_store.schedule(conn, REQUEST_TIMER, request_id, to_ms(at))
+        self.timers.wake()
+
+    async def _hasten(self, request_id: str) -> None:
+        """Make the request's timer due now, unless it already is (a wake-up)."""
+        now_ms = to_ms(self.clock.now())
+        async with self.db.transaction() as conn:
+            await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
         self.timers.wake()
 
     # -- closing: accept, decline, cancel, expire -----------------------------------
@@ -414,6 +462,12 @@ class Hub:
         value = f"{status}:{expert_id or ''}:{booked}:{secrets.token_hex(4)}"
         key = f"request:{request.id}"
         held = await self.bus.claim(key, value, self._claim_ttl(request))
+        if held is not None and _decision(held) == _decision(value):
+            # This very decision, claimed by an earlier attempt that was answered
+            # `internal` (Redis hung past --redis-timeout, then ran the claim when
+            # it resumed): the retry writes it, instead of losing to itself.
+            log.info("claim of an earlier attempt adopted request=%s", request.id)
+            value, held = held, None
         if held is not None:
             return held
         try:
@@ -428,6 +482,9 @@ class Hub:
             # one active session at a time, so this one goes back to the others.
             await self.bus.release(key, value)
             self.metrics.races_lost.inc()
+            log.info(
+                "accept refused request=%s expert=%s: busy, claim released", request.id, expert_id
+            )
             raise InvalidState("you are in an active session") from None
         if not applied:
             # Closed in the database without a claim (the bus lost its data): it decided.
@@ -613,6 +670,7 @@ class Hub:
         held = await self._close(request, "accepted", user.id, booked)
         if held is not None:
             self.metrics.races_lost.inc()
+            log.debug("accept lost request=%s expert=%s held=%s", request.id, user.id, held)
             raise _lost(held)
         self.metrics.accepts.inc()
         self.metrics.accept_latency.observe((self.clock.now() - request.created_at).total_seconds())
@@ -667,7 +725,7 @@ class Hub:
                 if request.direct_expert_id == user.id:
                     await self._close(request, "declined")
                 else:
-                    await self._schedule(request.id, now)
+                    await self._hasten(request.id)
         elif user.role == "customer":
             for request in await self.requests.open_of_customer(user.id):
                 with contextlib.suppress(RtError):
@@ -682,7 +740,8 @@ class Hub:
         if request is None or request.status != "open" or request.direct_expert_id:
             return
         if not await self.requests.open_offer_count(request.id, request.wave):
-            await self._schedule(request.id, self.clock.now())
+            log.debug("wave unanswered request=%s wave=%d: next wave now", request.id, request.wave)
+            await self._hasten(request.id)
 
     async def cancel(self, user: User, cmd: RequestCancel) -> dict[str, Any]:
         """The customer withdraws an open request."""
@@ -746,6 +805,11 @@ class _Overlap(Exception):
 
 class _Busy(Exception):
     """An instant accept by an expert already in an active session."""
+
+
+def _decision(value: str) -> str:
+    """A claim's value without its nonce: ``status:expert:booked time``."""
+    return value.rpartition(":")[0]
 
 
 def _lost(held: str) -> RtError:

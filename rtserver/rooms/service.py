@@ -10,7 +10,6 @@ kept honest by a durable liveness timer that any node may run.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +17,14 @@ from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core import money
 from rtserver.core.billing import Billing
 from rtserver.core.ledger import session_charge
-from rtserver.core.ratelimit import TokenBucket
-from rtserver.errors import Forbidden, InvalidField, InvalidState, NotFound, RateLimited, TooLarge
+from rtserver.errors import (
+    Forbidden,
+    InvalidField,
+    InvalidState,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from rtserver.hub.connections import Connection
 from rtserver.hub.service import Hub
 from rtserver.rooms.scheduled import Scheduled
@@ -63,7 +68,6 @@ class Rooms:
         self.check_s = self.settings.billing_check
         # Time with no liveness check at all that is never billed.
         self.stale_ms = int(self.settings.billing_check * 3000)
-        self._buckets: dict[str, TokenBucket] = {}
         hub.timers.register(BILLING_TIMER, self.on_billing_timer)
 
     # -- helpers -----------------------------------------------------------------
@@ -78,15 +82,6 @@ class Rooms:
     def _active(session: Session) -> None:
         if session.status != "active":
             raise InvalidState(f"session is {session.status}")
-
-    def _limit(self, conn: Connection) -> None:
-        bucket = self._buckets.get(conn.id)
-        if bucket is None:
-            bucket = self._buckets[conn.id] = TokenBucket(
-                self.settings.message_rate, self.settings.message_burst
-            )
-        if not bucket.take(time.monotonic()):
-            raise RateLimited("too many messages; slow down")
 
     def billing_wire(self, session_id: str, b: Billing) -> dict[str, Any]:
         """``{running, billable_seconds}`` now."""
@@ -110,7 +105,11 @@ class Rooms:
         rows = await self.transcript.after(session.id, cmd.after_seq)
         people = await self.hub.people(session.participants())
         attachments = await self._attachments_of(rows)
-        present = await self.bus.online(session.participants())
+        try:
+            present = await self.bus.online(session.participants())
+        except Unavailable:
+            # Resuming matters more than who else is here: this node's view.
+            present = set(session.participants()) & self.hub.registry.users()
         await self.bus.publish(
             session.participants(),
             {
@@ -155,7 +154,6 @@ class Rooms:
 
     async def disconnected(self, conn: Connection) -> None:
         """A socket closed: it leaves every room it had joined."""
-        self._buckets.pop(conn.id, None)
         for session_id in list(conn.joined):
             session = await self.sessions.get(session_id)
             if session is not None:
@@ -166,7 +164,6 @@ class Rooms:
 
     async def send(self, conn: Connection, cmd: MessageSend) -> dict[str, Any]:
         """Store a message, then relay it; ``ok`` only once it is durable."""
-        self._limit(conn)
         session = await self._session(conn.user, cmd.session_id)
         self._active(session)
         text = cmd.text
@@ -243,7 +240,6 @@ class Rooms:
 
     async def typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
         """Tell the others in the room that this user is typing (not stored)."""
-        self._limit(conn)
         session = await self._session(conn.user, cmd.session_id)
         self._active(session)
         await self.bus.publish(

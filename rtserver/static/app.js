@@ -108,7 +108,7 @@ const ROUTES = [
   { re: /^receipts$/, roles: ["customer"], mount: (r) => receiptsView.mount(r, {}, ctx) },
   { re: /^payout$/, roles: ["expert"], mount: (r) => payoutView.mount(r, {}, ctx) },
   { re: /^preferences$/, roles: ["expert"], mount: (r) => preferencesView.mount(r, {}, ctx) },
-  { re: /^manager(?:\/(claims|experts|users|audit|payouts))?$/, roles: ["manager"], mount: (r, m) => managerView.mount(r, { tab: m[1] }, ctx) },
+  { re: /^manager(?:\/(claims|experts|users|audit|payouts|dead-letters))?$/, roles: ["manager"], mount: (r, m) => managerView.mount(r, { tab: m[1] }, ctx) },
 ];
 
 const NAV = /** @type {Record<string, [string, string][]>} */ ({

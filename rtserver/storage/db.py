@@ -3,9 +3,15 @@
 Several nodes may share one database file (``--data-dir`` on shared storage
 with ``--redis-url``): SQLite's own file locks serialize writers across
 processes (``BEGIN IMMEDIATE`` with a busy timeout), and WAL lets readers run
-beside a writer. Within a node, an asyncio lock serializes write transactions
-on the one writer connection, because statements of two coroutines must not
-interleave inside one transaction.
+beside a writer. A write lock held longer than one busy-timeout round (a
+backup, a ``sqlite3`` shell in a transaction) is waited for with backoff, up
+to ``--lock-wait``, then answered :class:`~rtserver.errors.Busy`. Only the
+``BEGIN`` is retried: it is where a write meets the lock (in WAL mode nothing
+after it waits for one), and nothing of the transaction has run yet.
+
+Within a node, an asyncio lock serializes write transactions on the one
+writer connection, because statements of two coroutines must not interleave
+inside one transaction.
 
 Durability: WAL with ``synchronous=NORMAL``. A committed transaction is in the
 WAL file before ``commit`` returns, so a crash of the process (SIGKILL) loses
@@ -22,7 +28,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +36,9 @@ from typing import Any
 
 import aiosqlite
 
-from rtserver.errors import InvalidField
+from rtserver.core.retry import RetryPolicy
+from rtserver.core.text import email_key
+from rtserver.errors import Busy, InvalidField
 
 log = logging.getLogger("rtserver.storage")
 
@@ -352,7 +360,56 @@ MIGRATIONS: list[str] = [
             FROM sessions WHERE expert_id = NEW.expert_id AND status = 'active')
         BEGIN SELECT RAISE(ABORT, 'expert_busy'); END;
     """,
+    # v6: e-mails compare by their full Unicode case fold (rt_email_key, registered
+    # on every connection), not by SQLite's ASCII-only NOCASE: STRASSE@x is straße@x.
+    """
+    ALTER TABLE users ADD COLUMN email_key TEXT;
+    UPDATE users SET email_key = rt_email_key(email);
+    -- Accounts that only the new folding makes one address (registered before v6):
+    -- the oldest keeps the key; each newer one gets a key no address folds to (it
+    -- holds char(31)) and logs in no more by e-mail. Database.open logs which.
+    UPDATE users SET email_key = email_key || char(31) || id WHERE EXISTS (
+        SELECT 1 FROM users o WHERE o.email_key = users.email_key
+        AND (o.created_at < users.created_at
+            OR (o.created_at = users.created_at AND o.id < users.id)));
+    CREATE UNIQUE INDEX users_email_key ON users (email_key);
+    """,
+    # v7: timers count their failed tries and retire into dead letters; the
+    # outbox is one timer per message (it was one timer for the whole outbox).
+    """
+    ALTER TABLE timers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE timers ADD COLUMN last_error TEXT;
+    -- Timers that failed their last try, until a manager retries them.
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        failed_at INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'dead' CHECK (status IN ('dead', 'retried')),
+        retried_at INTEGER,
+        retried_by TEXT
+    );
+    CREATE INDEX dead_letters_status ON dead_letters (status, id);
+    ALTER TABLE outbox ADD COLUMN last_error TEXT;
+    INSERT OR IGNORE INTO timers (kind, ref, due_at)
+        SELECT 'outbox', CAST(id AS TEXT), created_at FROM outbox WHERE sent_at IS NULL;
+    DELETE FROM timers WHERE kind = 'outbox' AND ref = 'all';
+    """,
 ]
+
+# The version that folded e-mails into users.email_key (see Database._migrate).
+_EMAIL_KEY_VERSION = next(v for v, m in enumerate(MIGRATIONS, 1) if "rt_email_key(" in m)
+# One round of SQLite's own busy handler (its short sleeps); past it, _begin
+# backs off in Python, counts the wait and sees the --lock-wait bound.
+_BUSY_ROUND = 1.0
+# Between tries for a held write lock: 50 ms doubling to 1 s, jittered so that
+# the nodes waiting for one lock do not retry in step; bounded by time
+# (--lock-wait), not by a count.
+_LOCK_BACKOFF = RetryPolicy(base=0.05, cap=1.0, attempts=2**31)
+# Told to clients refused by a busy database: come back after this.
+_BUSY_RETRY_AFTER = 5.0
 
 
 def _statements(script: str) -> list[str]:
@@ -373,9 +430,20 @@ def _statements(script: str) -> list[str]:
 class Database:
     """One node's connections to the shared SQLite file. Use ``async with``."""
 
-    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fsync: bool = False,
+        lock_wait: float = 30.0,
+        on_lock_wait: Callable[[float, bool], None] | None = None,
+    ) -> None:
         self.path = path
         self._fsync = fsync
+        self.lock_wait = lock_wait
+        # Told (seconds waited, acquired or not) about each write that waited for
+        # the lock past one busy round: the node counts it in its metrics.
+        self._on_lock_wait = on_lock_wait or (lambda seconds, acquired: None)
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -402,7 +470,9 @@ class Database:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA busy_timeout = 15000")
+        await conn.create_function("rt_email_key", 1, email_key, deterministic=True)
+        busy_ms = int(min(_BUSY_ROUND, self.lock_wait) * 1000)
+        await conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         # Turning WAL on takes a lock that the busy timeout does not always wait
         # for: nodes started at once on a fresh data dir got "database is locked"
         # here. It is idempotent, so try again for a while.
@@ -419,7 +489,7 @@ class Database:
         return conn
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("BEGIN IMMEDIATE")
+        await self._begin(conn)
         try:
             async with conn.execute("PRAGMA user_version") as cur:
                 row = await cur.fetchone()
@@ -429,10 +499,57 @@ class Database:
                     await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {i}")
                 log.info("database migrated to version %d path=%s", i, self.path)
+            if version < _EMAIL_KEY_VERSION:
+                async with conn.execute(
+                    "SELECT id, email FROM users WHERE instr(email_key, char(31)) > 0"
+                ) as cur:
+                    for row in await cur.fetchall():
+                        log.warning(
+                            "user=%s e-mail %r is the same address as an older account's"
+                            " once case is folded: it can no longer log in by e-mail",
+                            row[0],
+                            row[1],
+                        )
             await conn.execute("COMMIT")
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
+
+    async def _begin(self, conn: aiosqlite.Connection) -> None:
+        """``BEGIN IMMEDIATE``, tried again with backoff while another process holds
+        the write lock, for ``lock_wait`` seconds; then :class:`Busy`."""
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self.lock_wait:
+                    self._on_lock_wait(waited, False)
+                    log.error(
+                        "database write lock held elsewhere for %.1f s: giving up path=%s",
+                        waited,
+                        self.path,
+                    )
+                    raise Busy(
+                        "the database is busy: another process held its write lock for"
+                        f" over {self.lock_wait:g} s; try again",
+                        retry_after=_BUSY_RETRY_AFTER,
+                    ) from None
+                if not failures:
+                    log.warning("database write lock held elsewhere: waiting path=%s", self.path)
+                failures += 1
+                pause = _LOCK_BACKOFF.delay(failures) or _LOCK_BACKOFF.cap
+                await asyncio.sleep(min(pause, self.lock_wait - waited))
+                continue
+            if failures:
+                waited = time.monotonic() - started
+                self._on_lock_wait(waited, True)
+                log.warning("database write lock acquired after %.1f s path=%s", waited, self.path)
+            return
 
     async def aclose(self) -> None:
         """Close both connections."""
@@ -453,7 +570,7 @@ class Database:
         """An immediate write transaction, committed on exit, rolled back on error."""
         async with self._write_lock:
             conn = self.writer
-            await conn.execute("BEGIN IMMEDIATE")
+            await self._begin(conn)
             try:
                 yield conn
             except BaseException:

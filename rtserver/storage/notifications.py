@@ -80,31 +80,41 @@ class NotificationStore:
         body: str,
         key: str,
         now: datetime,
-    ) -> None:
-        """Put a message in the outbox (once per user, channel and key)."""
-        await conn.execute(
+    ) -> int | None:
+        """Put a message in the outbox (once per user, channel and key); its id, or None
+        if it was queued already."""
+        cur = await conn.execute(
             "INSERT OR IGNORE INTO outbox (user_id, channel, address, subject, body, key,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (user_id, channel, address, subject, body, key, to_ms(now)),
         )
+        return cur.lastrowid if cur.rowcount == 1 else None
 
-    async def unsent(self, limit: int = 100) -> list[Row]:
-        """Messages not sent yet, oldest first."""
-        return await self.db.fetchall(
-            "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
-        )
+    async def message(self, outbox_id: int) -> Row | None:
+        """One outbox message, or None."""
+        return await self.db.fetchone("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+
+    async def messages(self, outbox_ids: list[int]) -> dict[int, Row]:
+        """Outbox messages by id."""
+        if not outbox_ids:
+            return {}
+        marks = ", ".join("?" * len(outbox_ids))
+        rows = await self.db.fetchall(f"SELECT * FROM outbox WHERE id IN ({marks})", outbox_ids)
+        return {r["id"]: r for r in rows}
 
     async def mark_sent(self, outbox_id: int, now: datetime) -> None:
-        """Record a message as sent."""
+        """Record a message as sent (the first time it was)."""
         async with self.db.transaction() as conn:
             await conn.execute(
-                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                "UPDATE outbox SET sent_at = coalesce(sent_at, ?), attempts = attempts + 1"
+                " WHERE id = ?",
                 (to_ms(now), outbox_id),
             )
 
-    async def mark_failed(self, outbox_id: int) -> None:
-        """Count a failed attempt (it is tried again later)."""
+    async def mark_failed(self, outbox_id: int, error: str) -> None:
+        """Count a failed attempt and keep its error (its timer tries it again later)."""
         async with self.db.transaction() as conn:
             await conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,)
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error[:500], outbox_id),
             )

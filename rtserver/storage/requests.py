@@ -332,6 +332,15 @@ class RequestStore:
         async with conn.execute(sql + " RETURNING expert_id", params) as cur:
             return [r[0] for r in await cur.fetchall()]
 
+    async def holding_instant_offers(self, conn: aiosqlite.Connection) -> set[str]:
+        """Experts who hold an open offer of an open instant request, read inside the
+        caller's transaction (few: the open instant requests' current waves)."""
+        async with conn.execute(
+            "SELECT DISTINCT o.expert_id FROM offers o JOIN requests r ON r.id = o.request_id"
+            " WHERE r.status = 'open' AND r.kind = 'instant' AND o.status = 'open'"
+        ) as cur:
+            return {r[0] for r in await cur.fetchall()}
+
     async def waiting(self, limit: int = 50) -> list[str]:
         """Open instant requests whose current wave holds no open offer, oldest first."""
         rows = await self.db.fetchall(

@@ -1,33 +1,55 @@
-"""Durable timers, shared by every node through the database.
+"""Durable timers and their dead letters, shared by every node through the database.
 
 A timer is ``(kind, ref)`` with a due time; scheduling the same pair again
-moves it. A node claims a due timer by taking a lease in one conditional
-UPDATE, so that exactly one node runs it; a node that dies while running one
-leaves a lease that expires, and another node runs it again. Handlers are
-therefore written to be idempotent, and a timer is deleted only after its
-handler finished (and only if it was not moved meanwhile).
+moves it (and starts its count of failed tries afresh). A node claims a due
+timer by taking a lease in one conditional UPDATE, so that exactly one node
+runs it; the lease carries a token of that one claim, and the node renews it
+while the handler runs. Every later write of the claimant (renew, complete,
+fail, retire) is conditional on the timer still holding that token and its
+due time: a node whose lease was lost, or whose timer was moved meanwhile,
+changes nothing. A node that dies while running one leaves a lease that
+expires, and another node runs it again; handlers are therefore idempotent.
+
+A timer whose handler failed is moved to a later due time with its failure
+counted; one that failed too often is retired: deleted, and written to
+``dead_letters`` with its last error, in one transaction, until a manager
+retries it.
 """
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import aiosqlite
 
-from rtserver.storage.db import Database
+from rtserver.storage.db import Database, Row
+
+# The longest error text kept for a failed timer or a dead letter.
+MAX_ERROR = 500
 
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """One due timer."""
+    """One due timer, with its failed tries so far."""
 
     kind: str
     ref: str
     due_at: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on one timer: its token is this claim's alone."""
+
+    timer: Timer
+    token: str
 
 
 class TimerStore:
-    """The ``timers`` table."""
+    """The ``timers`` and ``dead_letters`` tables."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -37,7 +59,24 @@ class TimerStore:
         await conn.execute(
             "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
             " ON CONFLICT (kind, ref) DO UPDATE SET due_at = excluded.due_at,"
-            " lease_owner = NULL, lease_until = 0",
+            " lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL",
+            (kind, ref, due_ms),
+        )
+
+    async def hasten(self, conn: aiosqlite.Connection, kind: str, ref: str, due_ms: int) -> None:
+        """Make a timer due by ``due_ms`` at the latest (set it if absent), inside the
+        caller's transaction: a wake-up.
+
+        A timer due sooner than that (already due, perhaps running under a lease)
+        is left exactly as it is. :meth:`schedule` would move it to the wake's own
+        time and drop its lease: under a stream of wakes (experts turning free in a
+        burst) every claim, made on the due time read a moment before, then failed,
+        and the timer never ran (issue 8, defect 9).
+        """
+        await conn.execute(
+            "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (kind, ref) DO UPDATE SET due_at = excluded.due_at"
+            " WHERE timers.due_at > excluded.due_at",
             (kind, ref, due_ms),
         )
 
@@ -45,34 +84,135 @@ class TimerStore:
         """Remove a timer, inside the caller's transaction."""
         await conn.execute("DELETE FROM timers WHERE kind = ? AND ref = ?", (kind, ref))
 
-    async def due(self, now_ms: int, limit: int = 100) -> list[Timer]:
-        """Timers due now and not leased by a live node."""
+    async def due(self, kinds: Collection[str], now_ms: int, limit: int = 100) -> list[Timer]:
+        """Timers of these kinds due now and not leased by a live node, earliest first."""
+        if not kinds:
+            return []
+        marks = ", ".join("?" * len(kinds))
         rows = await self.db.fetchall(
-            "SELECT kind, ref, due_at FROM timers WHERE due_at <= ? AND lease_until < ?"
+            "SELECT kind, ref, due_at, attempts FROM timers"
+            f" WHERE due_at <= ? AND lease_until < ? AND kind IN ({marks})"
             " ORDER BY due_at LIMIT ?",
-            (now_ms, now_ms, limit),
+            (now_ms, now_ms, *kinds, limit),
         )
-        return [Timer(r["kind"], r["ref"], r["due_at"]) for r in rows]
+        return [Timer(r["kind"], r["ref"], r["due_at"], r["attempts"]) for r in rows]
 
-    async def next_due(self) -> int | None:
-        """The earliest due time of any timer, leased or not."""
-        row = await self.db.fetchone("SELECT min(due_at) FROM timers")
+    async def next_due(self, kinds: Collection[str]) -> int | None:
+        """The earliest time a timer of these kinds may be claimed: due, and its lease over."""
+        if not kinds:
+            return None
+        marks = ", ".join("?" * len(kinds))
+        row = await self.db.fetchone(
+            f"SELECT min(max(due_at, lease_until)) FROM timers WHERE kind IN ({marks})",
+            tuple(kinds),
+        )
         return int(row[0]) if row and row[0] is not None else None
 
-    async def claim(self, timer: Timer, owner: str, now_ms: int, lease_ms: int) -> bool:
-        """Take the lease on a due timer; True for exactly one claimant."""
+    async def claim(self, timer: Timer, owner: str, now_ms: int, lease_ms: int) -> Lease | None:
+        """Take the lease on a due timer; a lease for exactly one claimant, None for the others."""
+        token = f"{owner}/{secrets.token_hex(6)}"
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "UPDATE timers SET lease_owner = ?, lease_until = ?"
                 " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_until < ?",
-                (owner, now_ms + lease_ms, timer.kind, timer.ref, timer.due_at, now_ms),
+                (token, now_ms + lease_ms, timer.kind, timer.ref, timer.due_at, now_ms),
+            )
+            return Lease(timer, token) if cur.rowcount == 1 else None
+
+    async def renew(self, lease: Lease, until_ms: int) -> bool:
+        """Extend a lease still held; False if it was lost or its timer moved or removed."""
+        t = lease.timer
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE timers SET lease_until = max(lease_until, ?)"
+                " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
+                (until_ms, t.kind, t.ref, t.due_at, lease.token),
             )
             return cur.rowcount == 1
 
-    async def complete(self, timer: Timer, owner: str) -> None:
-        """Delete a timer that ran, unless it was moved while it ran."""
+    async def complete(self, lease: Lease) -> bool:
+        """Delete a timer that ran, unless it was moved (or claimed again) while it ran."""
+        t = lease.timer
         async with self.db.transaction() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "DELETE FROM timers WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
-                (timer.kind, timer.ref, timer.due_at, owner),
+                (t.kind, t.ref, t.due_at, lease.token),
             )
+            return cur.rowcount == 1
+
+    async def fail(self, lease: Lease, error: str, due_ms: int) -> bool:
+        """Count a failed try and move the timer to ``due_ms``, if this lease still holds it."""
+        t = lease.timer
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE timers SET due_at = ?, lease_owner = NULL, lease_until = 0,"
+                " attempts = attempts + 1, last_error = ?"
+                " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
+                (due_ms, error[:MAX_ERROR], t.kind, t.ref, t.due_at, lease.token),
+            )
+            return cur.rowcount == 1
+
+    async def retire(self, lease: Lease, error: str, now_ms: int) -> int | None:
+        """Move a timer that failed its last try to the dead letters; the dead letter's id.
+
+        None if this lease no longer holds the timer (nothing changed).
+        """
+        t = lease.timer
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM timers WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
+                (t.kind, t.ref, t.due_at, lease.token),
+            )
+            if cur.rowcount != 1:
+                return None
+            cur = await conn.execute(
+                "INSERT INTO dead_letters (kind, ref, attempts, last_error, failed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (t.kind, t.ref, t.attempts + 1, error[:MAX_ERROR], now_ms),
+            )
+            return cur.lastrowid
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    async def dead_letters(self, status: str | None, before: int | None, limit: int) -> list[Row]:
+        """Dead letters (of a status), newest first, with ids below ``before``."""
+        where: list[str] = []
+        params: list[str | int] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return await self.db.fetchall(
+            f"SELECT * FROM dead_letters{clause} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
+
+    async def dead_letter(self, dead_id: int) -> Row | None:
+        """One dead letter, or None."""
+        return await self.db.fetchone("SELECT * FROM dead_letters WHERE id = ?", (dead_id,))
+
+    async def revive(
+        self, conn: aiosqlite.Connection, dead_id: int, by: str, now_ms: int
+    ) -> Row | None:
+        """Schedule a dead letter's timer again, due now, inside the caller's transaction.
+
+        Marks the dead letter ``retried``; None if it is not ``dead`` (retried
+        already). A timer of the same kind and ref scheduled since is left as
+        it is: it runs the same work.
+        """
+        async with conn.execute(
+            "UPDATE dead_letters SET status = 'retried', retried_at = ?, retried_by = ?"
+            " WHERE id = ? AND status = 'dead' RETURNING *",
+            (now_ms, by, dead_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        await conn.execute(
+            "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (kind, ref) DO NOTHING",
+            (row["kind"], row["ref"], now_ms),
+        )
+        return row

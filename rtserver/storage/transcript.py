@@ -110,16 +110,32 @@ class Transcript:
         return pending.result
 
     async def run(self) -> None:
-        """The flusher: forever, commit what is queued in one transaction."""
-        async with self._recv:
-            async for first in self._recv:
-                batch = [first]
-                while len(batch) < self.batch:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                await self._commit(batch)
+        """The flusher: commit what is queued, batch after batch, until closed.
+
+        A failed commit ends it: the node runs :meth:`flush` under
+        :func:`rtserver.health.supervise`, which survives errors and reports them.
+        """
+        while await self.flush():
+            pass
+
+    async def flush(self) -> bool:
+        """Wait for appends and commit them (up to ``batch``) in one transaction.
+
+        False once the queue is closed. A failed commit fails its senders and
+        is raised, so that a database that keeps failing is seen (``/healthz``).
+        """
+        try:
+            first = await self._recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return False
+        batch = [first]
+        while len(batch) < self.batch:
+            try:
+                batch.append(self._recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+        await self._commit(batch)
+        return True
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
@@ -128,11 +144,10 @@ class Transcript:
                 for p in batch:
                     results.append(await self._write(conn, p.message))
         except Exception as exc:
-            log.exception("transcript commit failed messages=%d", len(batch))
             for p in batch:
                 p.error = exc
                 p.done.set()
-            return
+            raise
         self.commits += 1
         self.appended += len(batch)
         for p, r in zip(batch, results, strict=True):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from rtserver.core.matching import Candidate, Need, normalize
+from rtserver.core.text import email_key
 from rtserver.errors import AlreadyExists
 from rtserver.storage.db import Database, Row, new_id
 
@@ -135,16 +136,28 @@ class UserStore:
     async def create(
         self, email: str, password_hash: str, name: str, role: Role, now_ms: int
     ) -> User:
-        """A new account; :class:`AlreadyExists` if the e-mail is taken."""
+        """A new account; :class:`AlreadyExists` if the e-mail is taken.
+
+        The e-mail is kept as typed, and compared by its key (full Unicode case
+        folding): ``STRASSE@x`` is taken once ``straße@x`` is.
+        """
         user = User(
             new_id("u"), email.strip(), name.strip(), role, password_hash, created_at_ms=now_ms
         )
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    "INSERT INTO users (id, email, password_hash, name, role, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.id, user.email, password_hash, user.name, role, now_ms),
+                    "INSERT INTO users (id, email, email_key, password_hash, name, role,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        user.id,
+                        user.email,
+                        email_key(user.email),
+                        password_hash,
+                        user.name,
+                        role,
+                        now_ms,
+                    ),
                 )
                 if role == "expert":
                     await conn.execute(
@@ -156,8 +169,8 @@ class UserStore:
         return user
 
     async def by_email(self, email: str) -> User | None:
-        """The account with this e-mail (case-insensitive), or None."""
-        row = await self.db.fetchone("SELECT * FROM users WHERE email = ?", (email.strip(),))
+        """The account with this e-mail (compared by its key: Unicode case folding), or None."""
+        row = await self.db.fetchone("SELECT * FROM users WHERE email_key = ?", (email_key(email),))
         return _user(row) if row else None
 
     async def by_id(self, user_id: str) -> User | None:

@@ -1,7 +1,7 @@
 // @ts-check
 // The manager console: the claims queue (oldest first, the transcript at hand, and the three
 // decisions refund / deny / no fault), experts and their verification, users (suspend,
-// restore), the audit log, and the monthly payout run.
+// restore), the audit log, the monthly payout run, and the dead letters (retry one).
 import { h, fill, field, tabBar, table, pager, pill, showError, showStatus, dl } from "../dom.js";
 import { fmtTime, fmtShort, fmtMonth, dollars, lastMonth, CLAIM_TEXT } from "../format.js";
 import { IdempotentAction } from "../api.js";
@@ -260,6 +260,72 @@ function payoutsTab(ctx, panel) {
   return list;
 }
 
+// ---------- dead letters ------------------------------------------------------------------
+
+/** @param {any} d */
+function deadLetterWhat(d) {
+  if (d.message) {
+    const m = d.message;
+    return h("span", { testid: "dead-letter-what" }, `${m.channel === "payout" ? "payout" : m.channel + " to " + m.address}: ${m.subject}`);
+  }
+  return h("span", { testid: "dead-letter-what" }, h("code", {}, d.kind), " ", d.ref);
+}
+
+/** @param {Ctx} ctx @param {HTMLElement} panel */
+function deadLettersTab(ctx, panel) {
+  const status = /** @type {HTMLSelectElement} */ (h("select", { testid: "dead-letters-status" },
+    h("option", { value: "dead" }, "Waiting for a retry"),
+    h("option", { value: "retried" }, "Retried"),
+    h("option", { value: "" }, "All")));
+
+  /** @param {any} d */
+  function retryCell(d) {
+    const box = h("div", { class: "row nowrap" });
+    const render = () => {
+      if (d.status !== "dead") {
+        fill(box, h("span", { class: "muted small", testid: "dead-letter-retried" },
+          `retried ${fmtShort(d.retried_at)}${d.retried_by && d.retried_by.name ? " by " + d.retried_by.name : ""}`));
+        return;
+      }
+      const button = /** @type {HTMLButtonElement} */ (h("button", { type: "button", testid: "dead-letter-retry" }, "Retry"));
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          const r = await ctx.api.post(`/api/dead-letters/${encodeURIComponent(d.id)}/retry`, {});
+          Object.assign(d, r.dead_letter);
+          showStatus(`Dead letter ${d.id} scheduled again.`);
+          render();
+        } catch (err) {
+          showError(/** @type {any} */ (err), "Retry");
+          button.disabled = false;
+        }
+      });
+      fill(box, button);
+    };
+    render();
+    return box;
+  }
+
+  const t = table([
+    { label: "Failed", date: true, cell: (/** @type {any} */ d) => fmtShort(d.failed_at) },
+    { label: "What", cell: deadLetterWhat },
+    { label: "Tries", num: true, cell: (/** @type {any} */ d) => String(d.attempts) },
+    { label: "Last error", cell: (/** @type {any} */ d) => h("span", { class: "small", testid: "dead-letter-error" }, d.last_error) },
+    { label: "", cell: retryCell },
+  ], { testid: "dead-letters-table", rowTestid: "dead-letter-row", empty: "Nothing failed for good." });
+  const p = pager(async (cursor) => {
+    const r = await ctx.api.get("/api/dead-letters", { status: status.value, cursor, limit: 25 });
+    return { items: r.dead_letters || [], next: r.next_cursor };
+  }, (items) => t.add(items), { testid: "dead-letters-more" });
+  const reload = () => { t.clear(); p.first(); };
+  status.addEventListener("change", reload);
+  fill(panel, h("div", { class: "row filters" }, field("Show", status).el),
+    h("p", { class: "muted small" }, "E-mails, texts, payouts and other timed work that failed every try, newest first. " +
+      "Retry one once its cause is fixed: it is tried again at once, with its tries counted afresh."), t.el, p.el);
+  reload();
+  return reload;
+}
+
 /** @param {HTMLElement} root @param {{tab?: string}} params @param {Ctx} ctx */
 export function mount(root, params, ctx) {
   const TABS = [
@@ -268,6 +334,7 @@ export function mount(root, params, ctx) {
     { name: "users", label: "Users" },
     { name: "audit", label: "Audit log" },
     { name: "payouts", label: "Payouts" },
+    { name: "dead-letters", label: "Dead letters" },
   ];
   const tab = TABS.some((t) => t.name === params.tab) ? /** @type {string} */ (params.tab) : "claims";
   const tabs = tabBar(TABS.map((t) => ({ ...t, testid: "manager-tab-" + t.name })), tab, (name) => ctx.navigate("#/manager/" + name), "Manager console");
@@ -277,6 +344,7 @@ export function mount(root, params, ctx) {
     : tab === "experts" ? usersTab(ctx, panel, true)
     : tab === "users" ? usersTab(ctx, panel, false)
     : tab === "audit" ? auditTab(ctx, panel)
+    : tab === "dead-letters" ? deadLettersTab(ctx, panel)
     : payoutsTab(ctx, panel);
   return { refresh };
 }

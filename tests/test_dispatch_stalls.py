@@ -1,0 +1,90 @@
+"""Issue 8, defect 9: instant requests that got no next wave while experts were free.
+
+Each test is one cause found with ``bench/dispatch.py`` (see docs/benchmarks.md,
+"Dispatch stalls"), on a real node, with ``--offer-ttl 60s``: "at once" means
+long before the wave's end, and the tests wait on events, never on durations
+(their timeouts only keep a broken build from hanging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.rtclient import Api, Client
+from rtserver.storage.timers import Timer
+from tests.servers import new_customer, node_settings, online_expert, run_node
+
+INSTANT = {"kind": "instant", "title": "Help", "skills": ["python"], "language": "en"}
+
+
+async def test_wakes_do_not_starve_the_timer_they_wake(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose wave was withdrawn (its expert won another one) is due at once.
+    Under a burst, experts keep turning free, and each wakes the waiting requests
+    (``Hub.expert_free``) between the timer loop's read of a due timer and its claim.
+    A wake used to move the due time to its own "now", so the claim (made on the
+    due time read) failed, round after round, until --offer-ttl: the bench's stalls.
+    A wake now only ever brings a timer forward; one already due is left alone."""
+    async with run_node(node_settings(data_dir, offer_batch=1, offer_ttl="60s")) as node:
+        assert node.app is not None
+        hub = node.app.state.node.hub
+        api = Api(node.http)
+        customers = [await Client.connect(node.ws, (await new_customer(api))[1]) for _ in "ab"]
+        _, first = await online_expert(node, api, name="First")
+        r1 = (await customers[0].call("request.create", **INSTANT))["request"]["id"]
+        r2 = (await customers[1].call("request.create", **INSTANT))["request"]["id"]
+        for rid in (r1, r2):
+            await first.wait_event("offer.new", lambda e, rid=rid: e["offer"]["request_id"] == rid)
+        _, second = await online_expert(node, api, name="Second")
+
+        real_claim = hub.timer_store.claim
+
+        async def woken_before_claim(timer: Timer, *args: Any, **kw: Any) -> Any:
+            # Another expert turns free after the loop read this timer as due: the
+            # interleaving a burst makes likely, made certain (a later millisecond).
+            if timer.kind == "request":
+                await asyncio.sleep(0.002)
+                await hub.expert_free("another-expert")
+            return await real_claim(timer, *args, **kw)
+
+        monkeypatch.setattr(hub.timer_store, "claim", woken_before_claim)
+        # First wins r1: his offer of r2 is withdrawn, and r2 is due at once.
+        await first.call("offer.accept", request_id=r1)
+        offer = await second.wait_event(
+            "offer.new", lambda e: e["offer"]["request_id"] == r2, timeout=10
+        )
+        assert offer["offer"]["request_id"] == r2
+        for c in (*customers, first, second):
+            await c.close()
+        await api.aclose()
+
+
+async def test_a_wave_passes_over_experts_racing_for_another_request(data_dir: Path) -> None:
+    """Requests made at once all ranked the same best few first, so every wave went
+    to them; each could win only one, and the other requests chased them wave after
+    wave until their customers gave up. An expert who holds an open offer of another
+    instant request now comes after every free expert who holds none (he still gets
+    it when nobody else can: tests/test_matching_flow.py, the winner's other offers)."""
+    async with run_node(node_settings(data_dir, offer_batch=1, offer_ttl="60s")) as node:
+        api = Api(node.http)
+        customers = [await Client.connect(node.ws, (await new_customer(api))[1]) for _ in "ab"]
+        # Best for both requests: both of their skills, where the other has one.
+        _, best = await online_expert(node, api, name="Best", skills=("python", "django"))
+        _, other = await online_expert(node, api, name="Other", skills=("python",))
+        both = {**INSTANT, "skills": ["python", "django"]}
+        r1 = (await customers[0].call("request.create", **both))["request"]["id"]
+        await best.wait_event("offer.new", lambda e: e["offer"]["request_id"] == r1)
+        r2 = (await customers[1].call("request.create", **both))["request"]["id"]
+        offer = await other.wait_event(
+            "offer.new", lambda e: e["offer"]["request_id"] == r2, timeout=10
+        )
+        assert offer["offer"]["request_id"] == r2
+        assert [e for e in best.drain() if e["type"] == "offer.new"] == []
+        for c in (*customers, best, other):
+            await c.close()
+        await api.aclose()
