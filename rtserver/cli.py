@@ -66,9 +66,9 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("lock-wait", "how long a write waits for a database lock held elsewhere [30s]"),
     ("trusted-proxies", "proxies whose X-Forwarded-For is believed, comma-separated [none]"),
     ("timer-lease", "a durable timer's lease, renewed every third while it runs [30s]"),
-    ("timer-retry", "a failed timer is tried again after this, doubling [30s]"),
+    ("timer-retry", "a failed timer is tried again after this, doubling [2s]"),
     ("timer-retry-max", "the longest wait between two tries of a failed timer [1h]"),
-    ("timer-attempts", "tries of a failing timer before it becomes a dead letter [8]"),
+    ("timer-attempts", "tries of a failing timer before it becomes a dead letter [12]"),
 ]
 
 

@@ -183,13 +183,15 @@ class Settings:
     timer_lease: float = 30.0
     # A failed timer is tried again after timer_retry, doubling (with jitter) up
     # to timer_retry_max, and retired into a dead letter after timer_attempts
-    # tries in all. 30 s doubling over 8 tries spans about an hour (32-63 min
-    # with the jitter): a message rides out an e-mail or SMS provider's outage
-    # of that order, and a failure that lasts longer reaches a manager within
-    # the hour instead of being tried forever (reminders are stale by then).
-    timer_retry: float = 30.0
+    # tries in all. 2 s first: a wave or an expiry that failed on a passing
+    # fault (the write lock held, Redis restarting) runs again within seconds,
+    # not after the offer has gone stale. Doubling over 12 tries spans about an
+    # hour (34-68 min with the jitter): a message rides out an e-mail or SMS
+    # provider's outage of that order, and a failure that lasts longer reaches
+    # a manager within the hour instead of being tried forever.
+    timer_retry: float = 2.0
     timer_retry_max: float = 3600.0
-    timer_attempts: int = 8
+    timer_attempts: int = 12
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:

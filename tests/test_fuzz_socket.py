@@ -58,7 +58,7 @@ CODES = {
 # Only against hangs: every answer comes at once.
 TIMEOUT = 10
 BUDGET = settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,
