@@ -33,6 +33,7 @@ from rtserver.hub.bus import Bus, EmbeddedBus
 from rtserver.hub.connections import Connection, Registry
 from rtserver.hub.redis_bus import RedisBus
 from rtserver.hub.service import Hub
+from rtserver.hub.timers import TIMERS_PART
 from rtserver.limits import Limits
 from rtserver.metrics import Metrics
 from rtserver.notices import Notices
@@ -213,8 +214,12 @@ class Node:
         """
         node = self.settings.node_id
         await self.bus.start(tg, self.hub.resync)
-        # The timer loop handles its own rounds' errors; supervise restarts it if it ends.
-        tg.start_soon(supervise, self.health, "timers", self.hub.timers.run, name=f"timers-{node}")
+        # The timer loop reports its own rounds' errors (to the same part) and backs
+        # off; supervise restarts it if it ends.
+        self.hub.timers.health = self.health
+        tg.start_soon(
+            supervise, self.health, TIMERS_PART, self.hub.timers.run, name=f"timers-{node}"
+        )
         tg.start_soon(
             supervise,
             self.health,

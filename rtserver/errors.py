@@ -20,8 +20,8 @@
     └── Internal                 internal (HTTP 500)
         ├── Busy                 internal, HTTP 503 + Retry-After (the database write lock
         │                        was held too long by another process)
-        └── Unavailable          internal, HTTP 503: the bus (Redis) did not answer in
-                                 --redis-timeout; nothing was done, try again
+        └── Unavailable          internal, HTTP 503: the bus (Redis) failed or did not
+                                 answer in --redis-timeout; try again
 
 Each carries its contract ``code``, a human ``message`` and the HTTP ``status``
 used when the same error is answered over HTTP; ``retry_after`` (seconds), when
@@ -169,8 +169,9 @@ class Busy(Internal):
 class Unavailable(Internal):
     """The bus (Redis) failed or did not answer within ``--redis-timeout``.
 
-    The command did nothing it could not take back (a claim that was not
-    taken), so trying again is safe; the code stays the contract's ``internal``.
+    Trying again is safe: a claim that Redis runs late (it was hung) holds the
+    same decision, which the retry recognizes and writes (``Hub._close``). The
+    code stays the contract's ``internal``.
     """
 
     status = 503

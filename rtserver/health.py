@@ -77,7 +77,7 @@ class _Part:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or repr(exc)
+    text = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else repr(exc))
     return f"{type(exc).__name__}: {text}"[:300]
 
 

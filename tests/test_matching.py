@@ -10,6 +10,7 @@ from rtserver.core.matching import (
     overlap,
     qualifies,
     rank,
+    spread,
     tiered,
 )
 
@@ -239,3 +240,10 @@ def test_tiered_offers_verified_experts_only_when_one_can_take_it() -> None:
     # No verified one can take it: everyone, best first.
     assert ids(tiered(ranked, {"v1", "v2"})) == ["pending", "v1", "v2"]
     assert ids(tiered(rank([cand("p")], NEED), set())) == ["p"]
+
+
+def test_spread_puts_experts_racing_for_another_request_last_in_their_order() -> None:
+    assert spread(["a", "b", "c", "d"], {"a", "c"}) == ["b", "d", "a", "c"]
+    # Nobody else: the holders still make the wave.
+    assert spread(["a", "c"], {"a", "c"}) == ["a", "c"]
+    assert spread([], {"a"}) == []

@@ -228,6 +228,31 @@ async def test_a_hung_redis_holds_no_reply(
         assert [m["cid"] for m in joined["messages"]] == ["during", "after"]
 
 
+async def test_an_accept_tried_again_adopts_the_claim_of_its_first_attempt(
+    data_dir: Path, redis_server: RedisServer, redis_prefix: str, clients: Clients
+) -> None:
+    # An accept whose claim timed out answers `internal`; a hung Redis runs that
+    # claim when it resumes. Before, the expert's retry lost to his own first
+    # attempt (offer_taken), and the request stayed unwritten until it expired.
+    settings = node_settings(data_dir, redis_url=redis_server.url, redis_prefix=redis_prefix)
+    async with run_node(settings) as a, aclosing(Api(a.http)) as api:
+        _, ctoken = await new_customer(api)
+        customer = await clients.connect(a, ctoken)
+        euser, etoken = await new_expert(api)
+        expert = await clients.connect(a, etoken)
+        await expert.call("presence", status="available")
+        request = await create(customer)
+        await expert.wait_event("offer.new")
+        # The claim of that first attempt (its own nonce), as Redis ran it late.
+        r = aioredis.Redis.from_url(redis_server.url)
+        key = f"{redis_prefix}claim:request:{request['id']}"
+        await r.set(key, f"accepted:{euser['id']}::0badc0de", px=600_000)
+        await r.aclose()
+        session = (await expert.call("offer.accept", request_id=request["id"]))["session"]
+        update = await customer.wait_event("request.update", lambda e: e["status"] != "open")
+        assert update["status"] == "accepted" and update["session_id"] == session["id"]
+
+
 def test_a_node_whose_database_file_is_gone_exits(tmp_path: Path, data_dir: Path) -> None:
     # SQLite would go on writing to the deleted file, which nobody else sees and
     # which is lost at the node's end: the node must stop, not acknowledge writes.

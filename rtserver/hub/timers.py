@@ -28,6 +28,7 @@ from anyio.abc import TaskGroup
 
 from rtserver.clock import Clock, to_ms
 from rtserver.core.retry import RetryPolicy
+from rtserver.health import Backoff, Health
 from rtserver.metrics import Metrics
 from rtserver.storage.timers import Lease, TimerStore
 
@@ -36,11 +37,13 @@ log = logging.getLogger("rtserver.timers")
 Handler = Callable[[str], Awaitable[None]]
 
 # The defaults of --timer-retry, --timer-retry-max and --timer-attempts (see config.py).
-DEFAULT_RETRY = RetryPolicy(base=30.0, cap=3600.0, attempts=8)
+DEFAULT_RETRY = RetryPolicy(base=2.0, cap=3600.0, attempts=12)
 # Handlers of one kind running at once on one node. Sixteen slow sends still
 # leave the other kinds their own slots, and the shared database's one writer
 # is the real limit on how much more would help.
 CONCURRENCY = 16
+# The part of rtserver.health that a failing round of this loop is reported as.
+TIMERS_PART = "timers"
 # After a round that started nothing though something looked due (a claim lost
 # to another node), look again this soon rather than at once, so as not to spin.
 RACE_PAUSE = 0.01
@@ -78,6 +81,8 @@ class TimerLoop:
         self.handlers: dict[str, Handler] = {}
         self._running: dict[str, int] = {}
         self._wake = anyio.Event()
+        # Set by the node: where a failing round is reported (see rtserver.health).
+        self.health: Health | None = None
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run ``handler(ref)`` for due timers of ``kind``."""
@@ -94,14 +99,29 @@ class TimerLoop:
         The handlers run in this loop's own task group: cancelling the loop
         (the node stopping) cancels them, and their leases run out.
         """
+        backoff = Backoff()
         async with anyio.create_task_group() as tg:
             while True:
                 started, next_due = 0, None
+                failed = False
                 try:
                     started = await self.start_due(tg)
                     next_due = await self.store.next_due(self._open_kinds())
-                except Exception:
-                    log.exception("timer loop failed node=%s; retrying", self.owner)
+                except Exception as exc:
+                    # Logged once per outage and shown on /healthz (not a traceback
+                    # every round), and retried with backoff.
+                    failed = True
+                    if self.health is not None:
+                        self.health.failed(TIMERS_PART, exc)
+                    else:
+                        log.exception("timer loop failed node=%s; retrying", self.owner)
+                else:
+                    backoff.reset()
+                    if self.health is not None:
+                        self.health.ok(TIMERS_PART)
+                if failed:
+                    await anyio.sleep(backoff.next())
+                    continue
                 now_ms = to_ms(self.clock.now())
                 delay = self.poll
                 if next_due is not None:
