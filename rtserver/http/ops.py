@@ -390,19 +390,48 @@ def openapi_document() -> dict[str, Any]:
             "/api/attachments/{attachment_id}": {
                 "get": _op("An attachment's bytes", params=("attachment_id",), media=("*/*",))
             },
-            "/healthz": {
-                "get": _op(
-                    "Health: 200, or 503 with the parts failing (docs/protocol.md)",
-                    auth=False,
-                    api_call=False,
-                    errors=("503",),
-                )
-            },
+            "/healthz": {"get": _health_op()},
             "/metrics": {
                 "get": _op("Prometheus metrics", auth=False, media=("text/plain",), api_call=False)
             },
         },
     }
+
+
+_HEALTH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "node"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+        "node": {"type": "string"},
+        "failing": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "part": {"type": "string"},
+                    "dead": {"type": "boolean"},
+                    "seconds": {"type": "number"},
+                    "errors": {"type": "integer"},
+                    "error": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _health_op() -> dict[str, Any]:
+    """``/healthz``: its 503 carries the parts failing, not the error body."""
+    op = _op(
+        "Health: 200, or 503 with the parts failing (docs/protocol.md)",
+        auth=False,
+        api_call=False,
+    )
+    content = {"application/json": {"schema": _HEALTH_SCHEMA}}
+    op["responses"]["200"] = {"description": "healthy", "content": content}
+    op["responses"]["503"] = {"description": "a part is failing or dead", "content": content}
+    return op
 
 
 async def openapi(request: Request) -> Response:
