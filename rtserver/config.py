@@ -143,9 +143,13 @@ class Settings:
     # Accounts registered per client address: 30 at once (a class behind one
     # NAT), then 30 an hour.
     register_limit: Limit = field(default_factory=lambda: Limit(30, 3600))
-    # Per user, over all his sockets: requests created, messages about requests,
-    # presence changes (each may start a round of matching). Far above a person.
+    # Per customer, across nodes: requests created that were not accepted (open,
+    # cancelled, expired, declined) in the last period. Those page experts for
+    # nothing; requests that are taken do not count, so a busy customer or a
+    # bench that keeps one in flight is never held back.
     create_limit: Limit = field(default_factory=lambda: Limit(30, 60))
+    # Per user, over all his sockets: messages about requests and presence
+    # changes (each may start a round of matching). Far above a person.
     request_message_limit: Limit = field(default_factory=lambda: Limit(60, 60))
     presence_limit: Limit = field(default_factory=lambda: Limit(30, 60))
     # Sockets one user may hold on one node; one more is refused (close 4429).
@@ -163,6 +167,10 @@ class Settings:
     # addresses or networks, * for any. Empty: the TCP peer is the client, since
     # a header anyone can send must not choose whose rate limit is spent.
     trusted_proxies: str = ""
+    # Whether the limits per client address also count loopback peers (127.0.0.1,
+    # ::1). Off: a loopback peer is a proxy not named above, or the operator's own
+    # tools, and one bucket for all its users would lock everyone out.
+    limit_loopback: bool = False
 
     # With Redis: the longest one Redis call on a command's path may take (a
     # claim, a publish, a presence lookup). Redis answers in well under a
@@ -318,7 +326,7 @@ def _convert(name: str, raw: Any) -> Any:
         return float(raw)
     if name == "reminders":
         return parse_durations(raw)
-    if name == "fsync":
+    if name in ("fsync", "limit_loopback"):
         return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
     if name == "data_dir":
         return Path(raw)

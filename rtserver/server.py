@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -83,8 +84,32 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
     )
 
 
+# Young-generation collections every 50,000 net container allocations, not 700.
+# Each command allocates a few dozen short-lived containers, nearly all freed by
+# reference counting; at 700, the hundreds of commands in flight push the count
+# over the line again and again, their live frames get promoted, and full
+# collections of the whole heap (every socket, session and cached row) follow
+# every few seconds: about 50 of 365 µs of server CPU per W2 round trip
+# (docs/benchmarks.md, issue 9). At 50,000 the count is reached only while the
+# heap really grows.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up made and collect less often (see ``GC_THRESHOLDS``).
+
+    Modules, the app and the node live as long as the process: frozen, the
+    collector never walks them again. For the serving process only (``run``); a
+    test process that starts nodes in its own loop keeps Python's defaults.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(app: Starlette, settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
+    tune_gc()
     server = Server(uvicorn_config(app, settings))
     server.run()
     if server.failed:

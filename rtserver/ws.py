@@ -3,7 +3,9 @@
 It holds no domain logic. It authenticates the socket (``hello``), then runs
 two tasks: the reader decodes each frame, hands the command to the node and
 queues the reply; the writer drains the socket's bounded queue into the
-socket. Events from anywhere reach the socket only through that queue.
+socket. Events from anywhere reach the socket only through that queue (a
+``deque`` with a wake-up, no stream or event per frame: see
+:mod:`rtserver.hub.connections`).
 """
 
 from __future__ import annotations
@@ -193,13 +195,16 @@ class Socket:
                 conn.send_nowait(reply)
 
     async def _write(self, conn: Connection, scope: anyio.CancelScope) -> None:
+        # The ASGI message is built here rather than by send_text/send_bytes: one
+        # call less per frame on the hottest path of the node.
+        send = self.ws.send
         try:
-            async with conn.receive_stream:
-                async for data in conn.receive_stream:
+            while await conn.wait_queued():
+                while (data := conn.pop_nowait()) is not None:
                     if isinstance(data, bytes):
-                        await self.ws.send_bytes(data)
+                        await send({"type": "websocket.send", "bytes": data})
                     else:
-                        await self.ws.send_text(data)
+                        await send({"type": "websocket.send", "text": data})
         except (WebSocketDisconnect, RuntimeError, OSError):
             scope.cancel()
             return

@@ -251,6 +251,79 @@ async def test_a_cid_sent_again_returns_the_first_seq_and_stores_nothing(
     assert of_type(await settled(room.expert), "message") == []
 
 
+async def test_a_message_to_a_session_ended_meanwhile_is_refused_at_its_commit(
+    data_dir: Path, clients: Clients
+) -> None:
+    """Who may write is served from memory once the session was seen active; that it
+    is still active is read under the write lock, in the commit: a session ended
+    elsewhere (another process, while this send waited for the lock) answers
+    ``invalid_state`` and stores nothing (before, the send stored into it)."""
+    async with run_node(node_settings(data_dir, lock_wait="60s")) as node:
+        api = Api(node.http)
+        try:
+            room = await open_room(node, api, clients)
+            sid = room.session_id
+            one = {"session_id": sid, "kind": "text", "text": "one"}
+            assert (await room.customer.call("message.send", cid="m1", **one))["seq"] == 1
+            holder = sqlite3.connect(
+                data_dir / "rtserver.sqlite3", isolation_level=None, check_same_thread=False
+            )
+            try:
+                await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+                pending = asyncio.ensure_future(
+                    room.customer.request("message.send", cid="m2", **one)
+                )
+                # Past SQLite's own busy round (1 s): the send waits in the lock-wait retry.
+                await asyncio.sleep(2.5)
+                assert not pending.done()
+                await asyncio.to_thread(
+                    holder.execute, "UPDATE sessions SET status = 'ended' WHERE id = ?", (sid,)
+                )
+                await asyncio.to_thread(holder.execute, "COMMIT")
+            finally:
+                holder.close()
+            refused = await pending
+            assert (refused["type"], refused["code"]) == ("error", "invalid_state")
+            again = await room.customer.request("message.send", cid="m3", **one)
+            assert (again["type"], again["code"]) == ("error", "invalid_state")
+            db = sqlite3.connect(data_dir / "rtserver.sqlite3", timeout=15)
+            try:
+                cids = db.execute("SELECT cid FROM messages WHERE session_id = ?", (sid,))
+                assert [r[0] for r in cids] == ["m1"]
+                last = db.execute("SELECT last_seq FROM sessions WHERE id = ?", (sid,))
+                assert last.fetchone()[0] == 1
+            finally:
+                db.close()
+        finally:
+            await clients.close()
+            await api.aclose()
+
+
+async def test_concurrent_sends_and_resends_commit_gapless_and_once_per_cid(
+    node: Node, api: Api, clients: Clients
+) -> None:
+    """Sends from both sides at once, each cid sent twice at once, share commits: every
+    cid is stored once, seqs are 1..n without a gap, and a resend gets the first seq."""
+    room = await open_room(node, api, clients)
+    sid = room.session_id
+
+    async def send(client: Client, cid: str) -> dict[str, Any]:
+        return await client.call("message.send", session_id=sid, cid=cid, kind="text", text=cid)
+
+    # 12 per side, each twice: under the default burst of 30 messages per user.
+    sends = [(room.customer, f"c{i}") for i in range(12)]
+    sends += [(room.expert, f"e{i}") for i in range(12)]
+    replies = await asyncio.gather(*(send(c, cid) for c, cid in sends + sends))
+    seqs = {}
+    for (_, cid), a, b in zip(sends, replies[: len(sends)], replies[len(sends) :], strict=True):
+        assert a["seq"] == b["seq"] and sorted([a["duplicate"], b["duplicate"]]) == [False, True]
+        seqs[cid] = a["seq"]
+    assert sorted(seqs.values()) == list(range(1, len(sends) + 1))
+    joined = await room.customer.call("session.join", session_id=sid, after_seq=0)
+    assert {m["cid"]: m["seq"] for m in joined["messages"]} == seqs
+    assert joined["last_seq"] == len(sends)
+
+
 async def test_the_other_participant_may_use_the_same_cid(
     node: Node, api: Api, clients: Clients
 ) -> None:

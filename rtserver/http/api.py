@@ -104,6 +104,8 @@ async def put_preferences(request: Request) -> Response:
         old.verification_status,
     )
     await node.hub.users.put_profile(user.id, profile, to_ms(node.clock.now()))
+    # Matching reads his skills and languages.
+    await node.bus.experts_changed([user.id])
     return json_response({"user": {**user.public(), **profile.to_wire()}})
 
 

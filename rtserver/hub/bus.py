@@ -6,7 +6,10 @@ Three things cross nodes:
   job), a value set atomically if absent, read back by the losers;
 - **fan-out**: an event for some users, delivered to their sockets on
   whatever node holds them;
-- **presence**: which users have a socket open on some live node.
+- **presence**: which users have a socket open on some live node;
+- **expert changes**: which experts' matching facts (presence, preferences,
+  verification, status, rating, response time, last offer) were just written,
+  so that every node's :class:`rtserver.hub.roster.Roster` reloads them.
 
 :class:`EmbeddedBus` does all three in process for one node (the default);
 :class:`rtserver.hub.redis_bus.RedisBus` does them through Redis for many.
@@ -29,6 +32,8 @@ from rtserver.hub.connections import Connection, Registry
 # Called when this node may have missed events (the bus was unreachable and
 # could not replay them): the node re-sends ``state`` to its sockets.
 ResyncHandler = Callable[[], Awaitable[None]]
+# Told which experts changed (None: maybe any of them); must not block.
+ChangeHandler = Callable[[Collection[str] | None], None]
 
 
 class Bus(ABC):
@@ -37,6 +42,7 @@ class Bus(ABC):
     def __init__(self, node_id: str, registry: Registry) -> None:
         self.node_id = node_id
         self.registry = registry
+        self._watchers: list[ChangeHandler] = []
 
     async def __aenter__(self) -> Bus:
         return self
@@ -78,6 +84,22 @@ class Bus(ABC):
     @abstractmethod
     async def online(self, user_ids: Collection[str]) -> set[str]:
         """Which of these users have a socket open on a live node (or Unavailable)."""
+
+    def watch_experts(self, handler: ChangeHandler) -> None:
+        """Call ``handler`` with the experts changed by any node (this one included)."""
+        self._watchers.append(handler)
+
+    async def experts_changed(self, expert_ids: Collection[str]) -> None:
+        """These experts' matching facts were just committed: tell every node.
+
+        This node's watchers are told at once; others when the event reaches
+        them (a node that may have missed some is told ``None`` by its resync).
+        """
+        self._experts_changed(list(expert_ids))
+
+    def _experts_changed(self, expert_ids: Collection[str] | None) -> None:
+        for handler in self._watchers:
+            handler(expert_ids)
 
     async def user_connected(self, user_id: str) -> None:  # noqa: B027 - optional hook
         """This node now has a socket of ``user_id`` (it had none)."""

@@ -4,16 +4,20 @@ Fan-out never waits for a reader: :meth:`Connection.send_nowait` puts an
 encoded frame on the socket's bounded queue and, when the queue is full,
 marks the socket as a slow reader, to be closed with 4408 by its writer. The
 socket's own writer task is the only one that awaits the network.
+
+The queue is a plain ``deque`` and the writer sleeps on a future made only
+when it finds the queue empty: queueing a frame costs an append (and, for the
+first frame after a lull, one wake-up), not a memory stream and an event per
+frame, which the profile of issue 9 showed on every frame (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
-
-import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rtserver.protocol import Codec
 from rtserver.storage.users import User
@@ -43,11 +47,12 @@ class Connection:
         self.user = user
         self.codec = codec
         self.queue_size = queue_size
-        self.send_stream: MemoryObjectSendStream[Frame]
-        self.receive_stream: MemoryObjectReceiveStream[Frame]
-        self.send_stream, self.receive_stream = anyio.create_memory_object_stream[Frame](
-            max_buffer_size=queue_size
-        )
+        # Encoded frames waiting for the writer, at most queue_size of them.
+        self._queue: deque[Frame] = deque()
+        # The writer's wake-up, there only while it waits on an empty queue.
+        self._waiter: asyncio.Future[None] | None = None
+        # No more frames are taken (close_queue); the writer drains and stops.
+        self.closed = False
         self.overflowed = False
         self._on_overflow = on_overflow
         # While the hello reply and the state snapshot are being made, events wait
@@ -65,21 +70,48 @@ class Connection:
 
     def send_encoded_nowait(self, data: Frame) -> bool:
         """Queue an already encoded frame (fan-out encodes once per codec)."""
-        if self.overflowed:
+        if self.closed:
             return False
         if self._held is not None and len(self._held) < self.queue_size:
             self._held.append(data)
             return True
-        try:
-            self.send_stream.send_nowait(data)
-        except anyio.WouldBlock:
+        queue = self._queue
+        if len(queue) >= self.queue_size:
             self.overflowed = True
             log.warning("slow reader conn=%s user=%s: send queue full", self.id, self.user.id)
-            self.send_stream.close()
+            self.close_queue()
             self._on_overflow(self)
             return False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return False
+        queue.append(data)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pop_nowait(self) -> Frame | None:
+        """The next queued frame, or None when the queue is empty (the writer's side)."""
+        queue = self._queue
+        return queue.popleft() if queue else None
+
+    async def wait_queued(self) -> bool:
+        """Wait until a frame is queued; False once the queue is closed and drained.
+
+        Only the socket's writer calls this, so there is at most one waiter.
+        """
+        while not self._queue:
+            if self.closed:
+                return False
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
         return True
 
     def send_first(self, frames: list[dict[str, Any]]) -> None:
@@ -92,13 +124,14 @@ class Connection:
 
     def close_queue(self) -> None:
         """No more frames: the writer drains what is queued and stops."""
-        self.send_stream.close()
+        self.closed = True
+        self._wake()
 
     def close_after_queue(self, code: int, reason: str = "account suspended") -> None:
         """Deliver what is queued, then close the socket with ``code``."""
         self.close_code = code
         self.close_reason = reason
-        self.send_stream.close()
+        self.close_queue()
 
 
 class Registry:

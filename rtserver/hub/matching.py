@@ -1,20 +1,27 @@
 """Who gets the next wave of a request: the I/O around the pure ranking.
 
 :mod:`rtserver.core.matching` ranks; this module gathers what the ranking
-needs (qualified experts from storage, who is connected from the bus, who is
-busy or booked from the sessions) and takes the next ``--offer-batch``.
+needs (qualified experts from the roster, or from storage for scheduled
+requests; who is connected from the bus; who is busy or booked from the
+sessions) and takes the next ``--offer-batch``.
 """
 
 from __future__ import annotations
+
+import itertools
 
 from rtserver.clock import Clock
 from rtserver.config import Settings
 from rtserver.core import schedule
 from rtserver.core.matching import Need, next_wave, rank, tiered
 from rtserver.hub.bus import Bus
+from rtserver.hub.roster import Roster
 from rtserver.storage.requests import Request, RequestStore
 from rtserver.storage.sessions import SessionStore
 from rtserver.storage.users import UserStore
+
+# Experts asked of the bus and the sessions at once, as a wave walks the roster.
+WALK_STEP = 32
 
 
 class Matcher:
@@ -35,31 +42,47 @@ class Matcher:
         self.users = users
         self.requests = requests
         self.sessions = sessions
+        self.roster = Roster(users)
+        bus.watch_experts(self.roster.invalidate)
 
-    async def instant(self, request: Request, spare: int | None = 0) -> list[str]:
-        """The next wave: connected, available, free, qualified, not yet offered; best first.
+    async def instant(self, request: Request, depth: int) -> list[str]:
+        """Connected, available, free, qualified experts not yet offered, best first:
+        enough of them to hold ``depth`` who hold no open offer of another instant
+        request (with those who do, met on the way).
 
-        ``spare`` more are returned after the wave's ``--offer-batch``: the hub
-        keeps the first ones still free under the write lock, so that experts
-        who won another request meanwhile are replaced by the next best instead
-        of leaving the wave short (or empty, to wait for a retry). ``None``:
-        every eligible expert, best first, for the hub to choose from under the
-        lock (see :func:`rtserver.core.matching.spread`).
+        The hub takes the wave from them under the write lock: spread (those
+        holding other offers last), then the first ``--offer-batch`` still free
+        (see :func:`rtserver.core.matching.spread`). Read from the roster, so
+        that a wave costs the few experts it walks past, not all who qualify.
         """
+        await self.roster.refresh()
         need = Need.of(request.skills, request.language)
-        candidates = await self.users.candidates(need, available_only=True)
         offered = await self.requests.offered_experts(request.id)
-        pool = [c for c in candidates if c.expert_id not in offered]
-        if not pool:
-            return []
-        ids = [c.expert_id for c in pool]
-        online = await self.bus.online(ids)
-        busy = await self.sessions.busy([i for i in ids if i in online])
-        excluded = {i for i in ids if i not in online or i in busy}
-        ranked = tiered(rank(pool, need), excluded)
-        depth = len(ranked) if spare is None else self.settings.offer_batch + spare
-        wave = next_wave(ranked, set(), excluded, depth)
-        return [c.expert_id for c in wave]
+        holding = await self.requests.holding_instant_offers()
+        pool = (c for c in self.roster.ranked(need) if c.expert_id not in offered)
+        chosen: list[str] = []
+        unheld = 0
+        verified_only: bool | None = None
+        step = max(WALK_STEP, depth)
+        while page := list(itertools.islice(pool, step)):
+            ids = [c.expert_id for c in page]
+            online = await self.bus.online(ids)
+            busy = await self.sessions.busy([i for i in ids if i in online])
+            for c in page:
+                if c.expert_id not in online or c.expert_id in busy:
+                    continue
+                # The verified tier (core.matching.tiered): the roster ranks the
+                # verified first, so the first one eligible tells whether any is.
+                if verified_only is None:
+                    verified_only = c.verified
+                elif verified_only and not c.verified:
+                    return chosen
+                chosen.append(c.expert_id)
+                if c.expert_id not in holding:
+                    unheld += 1
+            if unheld >= depth:
+                break
+        return chosen
 
     async def scheduled(self, request: Request) -> list[str]:
         """The next wave of a scheduled request: qualified, free at one proposed time."""

@@ -278,6 +278,22 @@ class RedisBus(Bus):
             # resumes, and then again from the outbox; receivers dedupe by seq.
             self._enqueue(users, payload)
 
+    async def experts_changed(self, expert_ids: Collection[str]) -> None:
+        """This node's watchers at once; the others through the stream (or the
+        outbox), as an entry addressed to no user."""
+        ids = list(expert_ids)
+        if not ids:
+            return
+        self._experts_changed(ids)
+        payload: bytes = msgpack.packb({"type": "experts.changed", "ids": ids})
+        if self._outbox:
+            self._enqueue([], payload)
+            return
+        try:
+            await self._call("publish", lambda: self._xadd([], payload))
+        except Unavailable:
+            self._enqueue([], payload)
+
     async def _xadd(self, users: list[str], payload: bytes) -> None:
         await self.redis.xadd(
             self.stream,
@@ -329,10 +345,13 @@ class RedisBus(Bus):
                 self._last_id = entry_id.decode()
                 if fields.get(b"n", b"").decode() == self.node_id:
                     continue
-                users = fields[b"u"].decode().split(",")
                 event = msgpack.unpackb(fields[b"e"], raw=False)
                 self._stats["received"] += 1
-                self.registry.deliver(users, event)
+                if not fields[b"u"]:
+                    # Addressed to the nodes, not to users: see experts_changed.
+                    self._experts_changed(event["ids"])
+                    continue
+                self.registry.deliver(fields[b"u"].decode().split(","), event)
 
     async def _catch_up(self, on_resync: ResyncHandler) -> None:
         """After an error: be visible again, and re-send state if events were missed."""
@@ -346,6 +365,8 @@ class RedisBus(Bus):
             if self.metrics:
                 self.metrics.resyncs.inc()
             log.warning("bus gap node=%s: re-sending state", self.node_id)
+            # Expert changes may be among what was missed: reload them all.
+            self._experts_changed(None)
             await on_resync()
         self._behind = False
         log.info("bus reader caught up node=%s last_id=%s", self.node_id, self._last_id)

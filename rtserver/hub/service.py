@@ -30,6 +30,7 @@ from rtserver.errors import (
     InvalidField,
     InvalidState,
     NotFound,
+    RateLimited,
     RtError,
     Unavailable,
 )
@@ -39,6 +40,7 @@ from rtserver.hub.matching import Matcher
 from rtserver.hub.timers import TimerLoop
 from rtserver.metrics import Metrics
 from rtserver.notices import Notices
+from rtserver.protocol import retry_seconds
 from rtserver.schemas import (
     OfferAccept,
     OfferDecline,
@@ -179,6 +181,7 @@ class Hub:
         if user.role != "expert":
             raise Forbidden("only experts have a presence")
         await self.users.set_presence(user.id, cmd.status)
+        await self.bus.experts_changed([user.id])
         log.info("presence user=%s status=%s", user.id, cmd.status)
         if cmd.status == "available":
             await self.expert_free(user.id)
@@ -215,6 +218,7 @@ class Hub:
             if existing is not None:
                 return await self._created_before(existing)
         now = self.clock.now()
+        await self._check_create_limit(user, now)
         try:
             times = [from_wire(t) for t in cmd.proposed_times]
         except ValueError:
@@ -291,6 +295,23 @@ class Hub:
             return {"request": request.to_wire()}
         return {"request": replace(request, wave=1, notified=notified).to_wire()}
 
+    async def _check_create_limit(self, user: User, now: datetime) -> None:
+        """``--create-limit``: at most N requests *not accepted* in the last period.
+
+        What floods experts is requests that page them and never become a
+        session; a customer whose requests are taken (a bot, a busy team, the
+        shared bench's W4) is not limited, however often he asks. Counted in the
+        database, so the limit holds across nodes and restarts.
+        """
+        limit = self.settings.create_limit
+        since = now - timedelta(seconds=limit.period)
+        if await self.requests.unaccepted_since(user.id, to_ms(since)) >= limit.count:
+            raise RateLimited(
+                f"too many requests not taken: at most {int(limit.count)} in"
+                f" {retry_seconds(limit.period)} s",
+                retry_after=limit.period,
+            )
+
     async def _created_before(self, request: Request) -> dict[str, Any]:
         """The answer to a create repeated with a ``cid`` already used."""
         log.info("request create repeated request=%s", request.id)
@@ -331,8 +352,8 @@ class Hub:
             expires_at = request.expires_at
             next_due = min(now + timedelta(seconds=self.settings.offer_ttl), expires_at)
         else:
-            # Every eligible expert, best first: the wave is taken from them under the lock.
-            chosen = await self.matcher.instant(request, spare=None)
+            # Eligible experts, best first: the wave is taken from them under the lock.
+            chosen = await self.matcher.instant(request, WAVE_DEPTH * self.settings.offer_batch)
             expires_at = rules.offer_expiry(now, self.settings.offer_ttl, request.expires_at)
             if chosen:
                 next_due = expires_at
@@ -371,6 +392,8 @@ class Hub:
             await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(next_due))
         self.timers.wake()
         if chosen:
+            # Their last offer moved them down the ranking, on every node.
+            await self.bus.experts_changed(chosen)
             self.metrics.offers_sent.inc(len(chosen))
             # Each offer carries the rate it was made at; one event per rate.
             by_rate: dict[int | None, list[str]] = {}
@@ -579,6 +602,9 @@ class Hub:
             if answered:
                 await self.users.note_response(conn, answered)
             await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
+        if answered:
+            # His response time changed, and so did his rank.
+            await self.bus.experts_changed([answered])
         log.info(
             "request closed request=%s status=%s expert=%s session=%s",
             request.id,
@@ -697,6 +723,7 @@ class Hub:
                 conn, request.id, "declined", None, now, expert_id=user.id
             )
             await self.users.note_response(conn, user.id)
+        await self.bus.experts_changed([user.id])
         log.info("offer declined request=%s expert=%s", request.id, user.id)
         if offer.wave == request.wave:
             # Everyone in this wave said no: do not wait for its TTL.

@@ -123,6 +123,8 @@ class Accounts:
                 text + (f"\n\n{note}" if note else ""),
                 now,
             )
+        # Matching reads the verification (the tier, and rejected experts get no offers).
+        await self.p.bus.experts_changed([expert_id])
         self.p.notices.kick()
         log.info("verification expert=%s status=%s by=%s", expert_id, status, manager.id)
         await self.p.bus.publish(
@@ -148,6 +150,9 @@ class Accounts:
                 await self.p.audit.add(
                     conn, manager.id, action, "user", user_id, {"reason": reason}, now
                 )
+        if changed:
+            # Suspended experts get no offers; restored ones get them again.
+            await self.p.bus.experts_changed([user_id])
         fresh = await self.p.users.by_id(user_id)
         assert fresh is not None
         if changed and status == "suspended":

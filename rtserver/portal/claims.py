@@ -302,6 +302,8 @@ class Claims:
         done = await run_once(self.p, key, now, work)
         if not done.replayed:
             self.p.notices.kick()
+            # His rating changed, and so did his rank in matching.
+            await self.p.bus.experts_changed([session.expert_id])
             await self.p.bus.publish(
                 [session.expert_id], {"type": "review.new", "review": done.body["review"]}
             )

@@ -27,6 +27,7 @@ from rtserver.errors import (
 )
 from rtserver.hub.connections import Connection
 from rtserver.hub.service import Hub
+from rtserver.rooms.active import ActiveSessions
 from rtserver.rooms.scheduled import Scheduled
 from rtserver.schemas import (
     BillingPause,
@@ -41,7 +42,7 @@ from rtserver.schemas import (
 from rtserver.storage.attachments import AttachmentStore
 from rtserver.storage.ledger import Ledger
 from rtserver.storage.sessions import Session
-from rtserver.storage.transcript import NewMessage, Transcript, message_wire
+from rtserver.storage.transcript import NewMessage, NotActive, Transcript, message_wire
 from rtserver.storage.users import User
 
 log = logging.getLogger("rtserver.rooms")
@@ -63,6 +64,7 @@ class Rooms:
         self.attachments = attachments
         self.scheduled = scheduled
         self.transcript = Transcript(hub.db, batch=self.settings.commit_batch)
+        self.active = ActiveSessions()
         self.ledger = Ledger(hub.db)
         self.grace_ms = int(self.settings.disconnect_grace * 1000)
         self.check_s = self.settings.billing_check
@@ -163,9 +165,20 @@ class Rooms:
     # -- messages --------------------------------------------------------------------
 
     async def send(self, conn: Connection, cmd: MessageSend) -> dict[str, Any]:
-        """Store a message, then relay it; ``ok`` only once it is durable."""
-        session = await self._session(conn.user, cmd.session_id)
-        self._active(session)
+        """Store a message, then relay it; ``ok`` only once it is durable.
+
+        Who may write comes from :class:`ActiveSessions` once the session was
+        seen active; that it is still active is checked when the message commits.
+        """
+        session_id = cmd.session_id
+        participants = self.active.get(session_id)
+        if participants is None:
+            session = await self._session(conn.user, session_id)
+            self._active(session)
+            participants = session.participants()
+            self.active.add(session_id, participants)
+        elif conn.user.id not in participants:
+            raise NotFound("no such session")
         text = cmd.text
         code_language = code_source = attachment_id = None
         if text is not None and len(text) > MAX_TEXT:
@@ -185,17 +198,17 @@ class Rooms:
                 raise InvalidField("an attachment message needs attachment_id", "attachment_id")
             attachment = await self.attachments.get(cmd.attachment_id)
             if attachment is None or (
-                attachment.uploader_id != conn.user.id and attachment.session_id != session.id
+                attachment.uploader_id != conn.user.id and attachment.session_id != session_id
             ):
                 raise NotFound("no such attachment")
             attachment_id = attachment.id
             if attachment.session_id is None:
                 async with self.hub.db.transaction() as c:
-                    await self.attachments.link(c, [attachment.id], session_id=session.id)
+                    await self.attachments.link(c, [attachment.id], session_id=session_id)
         now_ms = to_ms(self.clock.now())
         stored = await self.transcript.append(
             NewMessage(
-                session.id,
+                session_id,
                 cmd.cid,
                 conn.user.id,
                 cmd.kind,
@@ -206,16 +219,20 @@ class Rooms:
                 now_ms,
             )
         )
+        if isinstance(stored, NotActive):
+            # Ended (here or on another node) since it was seen active.
+            self.active.discard(session_id)
+            raise InvalidState(f"session is {stored.status}")
         at = to_wire(from_ms(stored.at_ms))
         if stored.duplicate:
             # A resend: the first send may have been cut off between its commit and
             # its relay. Relay what is stored again; receivers dedupe by seq.
-            rows = await self.transcript.after(session.id, stored.seq - 1, limit=1)
+            rows = await self.transcript.after(session_id, stored.seq - 1, limit=1)
             if rows and rows[0]["cid"] == cmd.cid:
-                people = await self.hub.people(session.participants())
+                people = await self.hub.people(participants)
                 attachments = await self._attachments_of(rows)
                 event = {"type": "message", **message_wire(rows[0], people, attachments)}
-                await self.bus.publish(session.participants(), event, skip=conn)
+                await self.bus.publish(participants, event, skip=conn)
         else:
             attachment_wire = None
             if attachment_id is not None:
@@ -223,7 +240,7 @@ class Rooms:
                 attachment_wire = found.to_wire() if found else None
             event = {
                 "type": "message",
-                "session_id": session.id,
+                "session_id": session_id,
                 "seq": stored.seq,
                 "cid": cmd.cid,
                 "from": conn.user.person(),
@@ -235,7 +252,7 @@ class Rooms:
                 "attachment": attachment_wire,
                 "at": at,
             }
-            await self.bus.publish(session.participants(), event, skip=conn)
+            await self.bus.publish(participants, event, skip=conn)
         return {"seq": stored.seq, "at": at, "duplicate": stored.duplicate}
 
     async def typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
@@ -359,6 +376,7 @@ class Rooms:
                 session_charge(session.customer_id, session.expert_id, c),
             )
             await self.hub.timer_store.cancel(conn, BILLING_TIMER, session.id)
+        self.active.discard(session.id)
         summary = {
             "billable_seconds": c.billable_seconds,
             "charge_cents": c.charge_cents,

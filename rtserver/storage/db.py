@@ -28,11 +28,11 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -43,6 +43,7 @@ from rtserver.errors import Busy, InvalidField
 log = logging.getLogger("rtserver.storage")
 
 Row = aiosqlite.Row
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -427,6 +428,32 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+class _LockHeld(Exception):
+    """``BEGIN IMMEDIATE`` met a write lock another process holds (after one busy round)."""
+
+
+def _lock_held(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work`` in one immediate transaction (in the connection's thread)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _lock_held(exc):
+            raise _LockHeld from exc
+        raise
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
 class Database:
     """One node's connections to the shared SQLite file. Use ``async with``."""
 
@@ -518,14 +545,27 @@ class Database:
     async def _begin(self, conn: aiosqlite.Connection) -> None:
         """``BEGIN IMMEDIATE``, tried again with backoff while another process holds
         the write lock, for ``lock_wait`` seconds; then :class:`Busy`."""
+
+        async def begin() -> None:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _lock_held(exc):
+                    raise _LockHeld from exc
+                raise
+
+        await self._waiting_for_lock(begin)
+
+    async def _waiting_for_lock(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, tried again with backoff while it raises :class:`_LockHeld`
+        (its ``BEGIN`` met another process's write lock), for ``lock_wait``
+        seconds; then :class:`Busy`."""
         started = time.monotonic()
         failures = 0
         while True:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+                result = await attempt()
+            except _LockHeld:
                 waited = time.monotonic() - started
                 if waited >= self.lock_wait:
                     self._on_lock_wait(waited, False)
@@ -549,7 +589,7 @@ class Database:
                 waited = time.monotonic() - started
                 self._on_lock_wait(waited, True)
                 log.warning("database write lock acquired after %.1f s path=%s", waited, self.path)
-            return
+            return result
 
     async def aclose(self) -> None:
         """Close both connections."""
@@ -577,6 +617,27 @@ class Database:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one immediate write transaction, in **one** job of the
+        writer's thread: ``BEGIN IMMEDIATE``, ``work(conn)``, ``COMMIT`` (``ROLLBACK``
+        if it raises), and return its result once committed.
+
+        For hot paths (the transcript's group commit): :meth:`transaction` hops to
+        the writer's thread and back for every statement, and each hop costs far
+        more than the statement. ``work`` is synchronous, runs with the event loop
+        free, and must not touch anything of the loop's. The write lock, the
+        lock-wait retry of ``BEGIN`` and the commit before returning are those of
+        :meth:`transaction`.
+        """
+        async with self._write_lock:
+            writer = self.writer
+            # aiosqlite runs every call on its connection in the connection's own
+            # thread, in order; it has no public way to run a function there, so
+            # this is its one private call (aiosqlite >= 0.21, tests/test_rooms.py).
+            return await self._waiting_for_lock(
+                lambda: writer._execute(_in_transaction, writer._conn, work)  # type: ignore[no-untyped-call]
+            )
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from a committed read, or None."""

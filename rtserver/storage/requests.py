@@ -13,6 +13,12 @@ from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.requests import Kind, OfferStatus, OfferView, RequestStatus, RequestView
 from rtserver.storage.db import Database, Row
 
+# Experts who hold an open offer of an open instant request.
+_HOLDING = (
+    "SELECT DISTINCT o.expert_id FROM offers o JOIN requests r ON r.id = o.request_id"
+    " WHERE r.status = 'open' AND r.kind = 'instant' AND o.status = 'open'"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -177,6 +183,16 @@ class RequestStore:
         row = await self.db.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,))
         return _request(row) if row else None
 
+    async def unaccepted_since(self, customer_id: str, since_ms: int) -> int:
+        """How many of the customer's requests created since ``since_ms`` are not accepted
+        (open, cancelled, expired, declined): those that took experts' time for nothing."""
+        row = await self.db.fetchone(
+            "SELECT count(*) FROM requests WHERE customer_id = ? AND created_at >= ?"
+            " AND status != 'accepted'",
+            (customer_id, since_ms),
+        )
+        return int(row[0]) if row else 0
+
     async def by_cid(self, customer_id: str, cid: str) -> Request | None:
         """The customer's request created with this ``cid``, or None."""
         row = await self.db.fetchone(
@@ -332,13 +348,14 @@ class RequestStore:
         async with conn.execute(sql + " RETURNING expert_id", params) as cur:
             return [r[0] for r in await cur.fetchall()]
 
-    async def holding_instant_offers(self, conn: aiosqlite.Connection) -> set[str]:
+    async def holding_instant_offers(self, conn: aiosqlite.Connection | None = None) -> set[str]:
         """Experts who hold an open offer of an open instant request, read inside the
-        caller's transaction (few: the open instant requests' current waves)."""
-        async with conn.execute(
-            "SELECT DISTINCT o.expert_id FROM offers o JOIN requests r ON r.id = o.request_id"
-            " WHERE r.status = 'open' AND r.kind = 'instant' AND o.status = 'open'"
-        ) as cur:
+        caller's transaction, or (no ``conn``) committed (few: the open instant
+        requests' current waves)."""
+        if conn is None:
+            rows = await self.db.fetchall(_HOLDING)
+            return {r[0] for r in rows}
+        async with conn.execute(_HOLDING) as cur:
             return {r[0] for r in await cur.fetchall()}
 
     async def waiting(self, limit: int = 50) -> list[str]:

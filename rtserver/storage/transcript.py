@@ -13,16 +13,24 @@ SQLite's write lock makes it gapless across every node sharing the file. A
 ``cid`` its sender already stored returns the first ``seq`` and stores
 nothing (a cid is the sending client's id: the other participant's client
 may well pick the same one).
+
+A batch is one synchronous function run once in the writer's thread
+(:meth:`Database.write`): one thread hop per batch, not one per statement.
+It also reads each session's status under the write lock, so that a message
+to a session that ended, on any node, is refused (:class:`NotActive`) rather
+than stored: the room service may then check the session from memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from rtserver.clock import from_ms, to_wire
 from rtserver.storage.db import Database, Row
@@ -74,40 +82,103 @@ def message_wire(
     }
 
 
-class _Pending:
-    def __init__(self, message: NewMessage) -> None:
-        self.message = message
-        self.done = anyio.Event()
-        self.result: Stored | None = None
-        self.error: BaseException | None = None
+@dataclass(frozen=True, slots=True)
+class NotActive:
+    """An append refused: the session was not active at commit (it ended meanwhile)."""
+
+    status: str
+
+
+# Status and the sender's earlier message with this cid, in one statement.
+_CHECK = (
+    "SELECT s.status, m.seq, m.at FROM sessions s LEFT JOIN messages m"
+    " ON m.session_id = s.id AND m.from_id = ? AND m.cid = ? WHERE s.id = ?"
+)
+_NEXT_SEQ = "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"
+_INSERT = (
+    "INSERT INTO messages (session_id, seq, cid, from_id, kind, text, code_language,"
+    " code_source, attachment_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _write_batch(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Stored | NotActive]:
+    """Store a batch inside the caller's write transaction (in the writer's thread).
+
+    The session's status is read here, under the write lock, so that a message
+    never lands in a session that ended (on any node) before this commit.
+    """
+    out: list[Stored | NotActive] = []
+    for m in batch:
+        row = conn.execute(_CHECK, (m.from_id, m.cid, m.session_id)).fetchone()
+        if row is None:
+            out.append(NotActive("missing"))
+        elif row[0] != "active":
+            out.append(NotActive(row[0]))
+        elif row[1] is not None:
+            out.append(Stored(row[1], row[2], True))
+        else:
+            seq = int(conn.execute(_NEXT_SEQ, (m.session_id,)).fetchone()[0])
+            conn.execute(
+                _INSERT,
+                (
+                    m.session_id,
+                    seq,
+                    m.cid,
+                    m.from_id,
+                    m.kind,
+                    m.text,
+                    m.code_language,
+                    m.code_source,
+                    m.attachment_id,
+                    m.at_ms,
+                ),
+            )
+            out.append(Stored(seq, m.at_ms, False))
+    return out
 
 
 class Transcript:
     """Appends and reads of session messages."""
 
-    def __init__(self, db: Database, batch: int = 256) -> None:
+    def __init__(self, db: Database, batch: int = 256, limit: int = 10_000) -> None:
         self.db = db
         self.batch = batch
-        self._send: MemoryObjectSendStream[_Pending]
-        self._recv: MemoryObjectReceiveStream[_Pending]
-        self._send, self._recv = anyio.create_memory_object_stream[_Pending](max_buffer_size=10_000)
+        # Appends waiting for the flusher: each its message and the future its
+        # sender awaits. Plain asyncio here, not anyio streams and events: this
+        # runs once per chat message, and their per-call overhead showed in profiles.
+        self._queue: deque[tuple[NewMessage, asyncio.Future[Stored | NotActive]]] = deque()
+        # Past ``limit`` queued, appends wait for room (backpressure, not memory).
+        self._limit = limit
+        self._waiting_for_room: deque[asyncio.Future[None]] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
         self.commits = 0
         self.appended = 0
 
     def close(self) -> None:
         """No more appends (the node is stopping)."""
-        self._send.close()
-        self._recv.close()
+        self._closed = True
+        self._ready.set()
+        for room in self._waiting_for_room:
+            if not room.done():
+                room.set_result(None)
 
-    async def append(self, message: NewMessage) -> Stored:
-        """Store a message (or find its cid) and return once it is committed."""
-        pending = _Pending(message)
-        await self._send.send(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+    async def append(self, message: NewMessage) -> Stored | NotActive:
+        """Store a message (or find its cid) and return once it is committed.
+
+        :class:`NotActive` if the session was not active at the commit.
+        """
+        loop = asyncio.get_running_loop()
+        while len(self._queue) >= self._limit and not self._closed:
+            room: asyncio.Future[None] = loop.create_future()
+            self._waiting_for_room.append(room)
+            await room
+        if self._closed:
+            raise anyio.ClosedResourceError
+        done: asyncio.Future[Stored | NotActive] = loop.create_future()
+        self._queue.append((message, done))
+        self._ready.set()
+        return await done
 
     async def run(self) -> None:
         """The flusher: commit what is queued, batch after batch, until closed.
@@ -121,70 +192,40 @@ class Transcript:
     async def flush(self) -> bool:
         """Wait for appends and commit them (up to ``batch``) in one transaction.
 
-        False once the queue is closed. A failed commit fails its senders and
-        is raised, so that a database that keeps failing is seen (``/healthz``).
+        False once closed and drained. A failed commit fails its senders and is
+        raised, so that a database that keeps failing is seen (``/healthz``).
         """
-        try:
-            first = await self._recv.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return False
-        batch = [first]
-        while len(batch) < self.batch:
-            try:
-                batch.append(self._recv.receive_nowait())
-            except anyio.WouldBlock:
-                break
+        while not self._queue:
+            if self._closed:
+                return False
+            self._ready.clear()
+            await self._ready.wait()
+        batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+        while self._waiting_for_room and len(self._queue) < self._limit:
+            room = self._waiting_for_room.popleft()
+            if not room.done():
+                room.set_result(None)
         await self._commit(batch)
         return True
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(
+        self, batch: list[tuple[NewMessage, asyncio.Future[Stored | NotActive]]]
+    ) -> None:
+        messages = [m for m, _ in batch]
         try:
-            results: list[Stored] = []
-            async with self.db.transaction() as conn:
-                for p in batch:
-                    results.append(await self._write(conn, p.message))
+            results = await self.db.write(lambda conn: _write_batch(conn, messages))
         except Exception as exc:
-            for p in batch:
-                p.error = exc
-                p.done.set()
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
             raise
         self.commits += 1
         self.appended += len(batch)
-        for p, r in zip(batch, results, strict=True):
-            p.result = r
-            p.done.set()
-
-    async def _write(self, conn: Any, m: NewMessage) -> Stored:
-        async with conn.execute(
-            "SELECT seq, at FROM messages WHERE session_id = ? AND from_id = ? AND cid = ?",
-            (m.session_id, m.from_id, m.cid),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            return Stored(row[0], row[1], True)
-        async with conn.execute(
-            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-            (m.session_id,),
-        ) as cur:
-            seq_row = await cur.fetchone()
-        seq = int(seq_row[0])
-        await conn.execute(
-            "INSERT INTO messages (session_id, seq, cid, from_id, kind, text, code_language,"
-            " code_source, attachment_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                m.session_id,
-                seq,
-                m.cid,
-                m.from_id,
-                m.kind,
-                m.text,
-                m.code_language,
-                m.code_source,
-                m.attachment_id,
-                m.at_ms,
-            ),
-        )
-        return Stored(seq, m.at_ms, False)
+        for (_, done), r in zip(batch, results, strict=True):
+            # A sender cancelled meanwhile (its socket closed) no longer waits:
+            # the message is stored all the same, and a resend finds its cid.
+            if not done.done():
+                done.set_result(r)
 
     async def after(self, session_id: str, after_seq: int, limit: int = -1) -> list[Row]:
         """Stored messages with ``seq > after_seq``, in order (at most ``limit``; -1: all)."""

@@ -278,6 +278,46 @@ class UserStore:
             for r in rows
         ]
 
+    async def offerable(self, expert_ids: list[str] | None) -> list[Candidate]:
+        """Experts who may be offered an instant request now, as far as their account
+        tells (an active expert, available, not rejected), with every skill and
+        language and what the ranking reads; all of them, or those of ``expert_ids``.
+
+        Connected and free are for the caller to check. The rows of
+        :class:`rtserver.hub.roster.Roster`.
+        """
+        where = (
+            "u.role = 'expert' AND u.status = 'active' AND u.presence = 'available'"
+            " AND p.verification_status != 'rejected'"
+        )
+        params: list[str] = []
+        if expert_ids is not None:
+            if not expert_ids:
+                return []
+            where += f" AND u.id IN ({','.join('?' * len(expert_ids))})"
+            params = expert_ids
+        rows = await self.db.fetchall(
+            "SELECT u.id, u.last_offered_at, p.skills, p.languages, p.rating_sum,"
+            " p.rating_count, p.response_ms, p.verification_status"
+            f" FROM users u JOIN expert_profiles p ON p.user_id = u.id WHERE {where}",
+            params,
+        )
+        # Skills and languages from the profile's own lists, normalized as
+        # put_profile normalizes them into expert_skills / expert_languages:
+        # those tables are keyed by skill, and read by user they are a scan.
+        return [
+            Candidate.of(
+                r["id"],
+                json.loads(r["skills"]),
+                json.loads(r["languages"]),
+                rating=r["rating_sum"] / r["rating_count"] if r["rating_count"] else None,
+                response_ms=r["response_ms"],
+                last_offered_ms=r["last_offered_at"],
+                verified=r["verification_status"] == "verified",
+            )
+            for r in rows
+        ]
+
     # -- the portal ---------------------------------------------------------------
 
     async def set_phone(self, user_id: str, phone: str | None) -> None:

@@ -1,0 +1,77 @@
+"""The roster (matching's in-memory index) ranks as the reference ranking does,
+and follows the writes it is told of, on a real SQLite database."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from rtserver.core.matching import Need, rank, tiered
+from rtserver.hub.roster import Roster
+from rtserver.storage.db import Database
+from rtserver.storage.users import Profile, UserStore
+
+SKILLS = ["python", "go", "rust", "sql"]
+
+
+def reference(candidates: list, need: Need) -> list[str]:
+    """The order matching had before the roster: rank, then the verified tier."""
+    return [c.expert_id for c in tiered(rank(candidates, need), set())]
+
+
+async def test_the_roster_ranks_as_the_reference_and_follows_changes(tmp_path: Path) -> None:
+    rnd = random.Random(9)
+    async with Database(tmp_path / "rt.sqlite3") as db:
+        users = UserStore(db)
+        ids = []
+        for i in range(60):
+            user = await users.create(f"e{i}@x", "h", f"E{i}", "expert", 0)
+            ids.append(user.id)
+            skills = rnd.sample(SKILLS, rnd.randint(1, 3))
+            languages = ["en"] if i % 5 else ["en", "de"]
+            await users.put_profile(user.id, Profile(skills=skills, languages=languages), 0)
+            await users.set_presence(user.id, "available" if i % 7 else "away")
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE expert_profiles SET rating_sum = ?, rating_count = ?,"
+                    " response_ms = ? WHERE user_id = ?",
+                    (rnd.randint(0, 10), rnd.randint(0, 2), rnd.choice([None, 500, 900]), user.id),
+                )
+                await conn.execute(
+                    "UPDATE users SET last_offered_at = ? WHERE id = ?",
+                    (rnd.choice([None, 1, 2]), user.id),
+                )
+                if i % 3 == 0:
+                    await users.set_verification(conn, user.id, "verified")
+                if i % 11 == 0:
+                    await users.set_verification(conn, user.id, "rejected")
+        roster = Roster(users)
+        needs = [
+            Need.of(["python"], "en"),
+            Need.of(["go", "rust"], "en"),
+            Need.of(["sql", "python", "go"], "de"),
+        ]
+
+        async def check() -> None:
+            await roster.refresh()
+            for need in needs:
+                expected = reference(await users.candidates(need, available_only=True), need)
+                got = [c.expert_id for c in roster.ranked(need)]
+                # The roster ranks every tier; the reference keeps only the verified one.
+                assert got[: len(expected)] == expected
+
+        await check()
+        # Changes the roster is told of: presence, preferences, suspension, verification.
+        await users.set_presence(ids[1], "away")
+        await users.set_presence(ids[7], "available")
+        await users.put_profile(ids[2], Profile(skills=["rust"], languages=["de"]), 1)
+        async with db.transaction() as conn:
+            await users.set_status(conn, ids[4], "suspended")
+            await users.set_verification(conn, ids[5], "verified")
+            await users.set_verification(conn, ids[6], "rejected")
+        roster.invalidate(ids[1:8])
+        await check()
+        assert roster.statistics()["full_loads"] == 1
+        roster.invalidate(None)
+        await check()
+        assert roster.statistics()["full_loads"] == 2
