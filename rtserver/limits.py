@@ -76,7 +76,9 @@ class Limits:
         A loopback peer is this host: a reverse proxy not named in
         ``--trusted-proxies`` (every user would share its one bucket, and thirty
         registrations an hour would lock the whole site out), or the operator's
-        own tools and benches. Limits per account and per user still apply.
+        own tools and benches (the shared bench's W3 opens 3,000 sockets of one
+        user from here). Limits per account and per user still apply; the cap on
+        sockets per user follows this rule too (``ws.Socket``).
         """
         if not self.limit_loopback and _is_loopback(host):
             return None

@@ -67,7 +67,11 @@ class Socket:
         # that reconnects on close would otherwise push out the next oldest, round
         # and round; the refused one retries with its backoff and gets in once a
         # socket closes (a dead one within two heartbeats).
-        if len(node.registry.of(user.id)) >= node.settings.sockets_per_user:
+        peer = self.ws.client.host if self.ws.client else None
+        if (
+            node.limits.address(peer) is not None
+            and len(node.registry.of(user.id)) >= node.settings.sockets_per_user
+        ):
             log.warning(
                 "socket refused user=%s: already %d sockets (close 4429)",
                 user.id,
