@@ -88,3 +88,45 @@ async def test_a_wave_passes_over_experts_racing_for_another_request(data_dir: P
         for c in (*customers, best, other):
             await c.close()
         await api.aclose()
+
+
+async def test_a_wake_during_an_empty_wave_is_not_lost(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expert turns available while a request's timer is running and its matching
+    has already found nobody: his wake finds the timer due (leased), so it cannot
+    bring it forward, and the run then put the request off to its empty-wave retry
+    (10 s), offering it to nobody meanwhile. The wake is now kept on the timer, and
+    the run that saw nobody looks again at once."""
+    async with run_node(node_settings(data_dir, offer_ttl="60s")) as node:
+        assert node.app is not None
+        hub = node.app.state.node.hub
+        api = Api(node.http)
+        customer = await Client.connect(node.ws, (await new_customer(api))[1])
+        _, expert = await online_expert(node, api, name="Late")
+        await expert.call("presence", status="away")
+        rid = (await customer.call("request.create", **INSTANT))["request"]["id"]
+
+        real_instant = hub.matcher.instant
+        runs = 0
+
+        async def free_after_matching(request: Any, *args: Any, **kw: Any) -> Any:
+            nonlocal runs
+            chosen = await real_instant(request, *args, **kw)
+            if request.id == rid:
+                runs += 1
+                if runs == 1:
+                    # Nobody was free when this run looked; he turns free right after.
+                    await expert.call("presence", status="available")
+            return chosen
+
+        monkeypatch.setattr(hub.matcher, "instant", free_after_matching)
+        # Run the request's timer now (its first wave was empty: due in 10 s).
+        await hub.expert_free("someone-else")
+        offer = await expert.wait_event(
+            "offer.new", lambda e: e["offer"]["request_id"] == rid, timeout=8
+        )
+        assert offer["offer"]["request_id"] == rid
+        for c in (customer, expert):
+            await c.close()
+        await api.aclose()

@@ -389,7 +389,15 @@ class Hub:
                 notified, rates = await self.requests.add_wave(
                     conn, request.id, wave_no, chosen, now, expires_at
                 )
-            await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(next_due))
+            # An empty wave waits for its retry, unless an expert turned free while it
+            # was being chosen (his wake found this timer running): then it looks again now.
+            await self.timer_store.schedule(
+                conn,
+                REQUEST_TIMER,
+                request.id,
+                to_ms(next_due),
+                woken_ms=None if chosen else to_ms(now),
+            )
         self.timers.wake()
         if chosen:
             # Their last offer moved them down the ranking, on every node.

@@ -398,6 +398,11 @@ MIGRATIONS: list[str] = [
         SELECT 'outbox', CAST(id AS TEXT), created_at FROM outbox WHERE sent_at IS NULL;
     DELETE FROM timers WHERE kind = 'outbox' AND ref = 'all';
     """,
+    # v8: a wake that finds its timer already due (perhaps running) is kept, so
+    # that the run it could not hasten does not put the timer off past it.
+    """
+    ALTER TABLE timers ADD COLUMN woken INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 # The version that folded e-mails into users.email_key (see Database._migrate).

@@ -54,13 +54,28 @@ class TimerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def schedule(self, conn: aiosqlite.Connection, kind: str, ref: str, due_ms: int) -> None:
-        """Set (or move) a timer, inside the caller's transaction."""
+    async def schedule(
+        self,
+        conn: aiosqlite.Connection,
+        kind: str,
+        ref: str,
+        due_ms: int,
+        *,
+        woken_ms: int | None = None,
+    ) -> None:
+        """Set (or move) a timer, inside the caller's transaction.
+
+        ``woken_ms``: if a wake came while the timer was due or running (see
+        :meth:`hasten`), it is due by then instead; a run that looked before the
+        wake and found nothing to do puts itself off only past what it saw.
+        """
+        wake = due_ms if woken_ms is None else min(due_ms, woken_ms)
         await conn.execute(
             "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, ref) DO UPDATE SET due_at = excluded.due_at,"
-            " lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL",
-            (kind, ref, due_ms),
+            " ON CONFLICT (kind, ref) DO UPDATE SET"
+            " due_at = CASE WHEN timers.woken THEN ? ELSE excluded.due_at END,"
+            " woken = 0, lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL",
+            (kind, ref, due_ms, wake),
         )
 
     async def hasten(self, conn: aiosqlite.Connection, kind: str, ref: str, due_ms: int) -> None:
@@ -73,10 +88,13 @@ class TimerStore:
         burst) every claim, made on the due time read a moment before, then failed,
         and the timer never ran (issue 8, defect 9).
         """
+        # Already due: the wake is kept (``woken``) for the run that may be under
+        # way, which reads it when it moves the timer (:meth:`schedule`).
         await conn.execute(
             "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, ref) DO UPDATE SET due_at = excluded.due_at"
-            " WHERE timers.due_at > excluded.due_at",
+            " ON CONFLICT (kind, ref) DO UPDATE SET"
+            " due_at = min(timers.due_at, excluded.due_at),"
+            " woken = CASE WHEN timers.due_at <= excluded.due_at THEN 1 ELSE timers.woken END",
             (kind, ref, due_ms),
         )
 
