@@ -21,7 +21,6 @@ errors.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from rtserver.core.retry import RetryPolicy
 from rtserver.metrics import Metrics
 
 log = logging.getLogger("rtserver.health")
@@ -45,26 +45,28 @@ class FatalError(Exception):
 
 
 class Backoff:
-    """Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling to a cap.
+    """The delays of one loop's retries: :class:`rtserver.core.retry.RetryPolicy`'s
+    doubling with jitter in ``[d/2, d]``, counted from the last success, never retired.
 
     The jitter keeps the nodes of a cluster from retrying against a Redis that
     comes back all at the same instant.
     """
 
     def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> None:
-        self.base = base
-        self.cap = cap
-        self._next = base
+        # A loop is never retired: it keeps trying (attempts past any count).
+        self.policy = RetryPolicy(base=base, cap=cap, attempts=2**62)
+        self.failures = 0
 
     def next(self) -> float:
         """The delay before the next attempt (and double the one after)."""
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return random.uniform(delay / 2, delay)
+        self.failures += 1
+        delay = self.policy.delay(self.failures)
+        assert delay is not None
+        return delay
 
     def reset(self) -> None:
         """The last attempt succeeded: start again from the base."""
-        self._next = self.base
+        self.failures = 0
 
 
 @dataclass(slots=True)
