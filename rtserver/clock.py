@@ -45,8 +45,19 @@ class FakeClock:
 
 def to_wire(t: datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and a ``Z``."""
-    t = t.astimezone(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    if t.tzinfo is not UTC:
+        t = t.astimezone(UTC)
+    # One %-format of the fields: under half the time of strftime (this runs for
+    # every chat message), and always four digits of year, as ISO-8601 wants.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (faster than an f-string)
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.microsecond // 1000,
+    )
 
 
 def from_wire(s: str) -> datetime:

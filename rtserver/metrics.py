@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -91,10 +93,17 @@ class Metrics:
             registry=r,
         )
         self._node = node_id
+        self._frames_in_by_type: dict[str, Any] = {}
 
     def frame_in(self, ftype: str) -> None:
         """Count one received command."""
-        self.frames_in.labels(node=self._node, type=ftype).inc()
+        child = self._frames_in_by_type.get(ftype)
+        if child is None:
+            # labels() hashes and locks on every call: once per command type is enough.
+            child = self._frames_in_by_type[ftype] = self.frames_in.labels(
+                node=self._node, type=ftype
+            )
+        child.inc()
 
     def error(self, code: str) -> None:
         """Count one error reply."""

@@ -39,6 +39,7 @@ within ``--presence-ttl``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import functools
@@ -80,6 +81,8 @@ return 0
 
 STREAM_MAXLEN = 100_000
 OUTBOX_MAX = 50_000
+# Most stream entries sent in one pipeline by the publisher.
+PUBLISH_BATCH = 512
 # Most concurrent commands per node; more wait for a free connection (see RedisBus).
 REDIS_CONNECTIONS = 256
 # How long the reader's XREAD blocks on an idle stream before it asks again.
@@ -156,6 +159,11 @@ class RedisBus(Bus):
         self._release = self.redis.register_script(_RELEASE)
         self._outbox: collections.deque[tuple[list[str], bytes]] = collections.deque()
         self._outbox_ready = anyio.Event()
+        # Entries waiting for the publisher (see _send), with their senders' futures.
+        self._unsent: collections.deque[tuple[list[str], bytes, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._unsent_ready = asyncio.Event()
         self._last_id: str = "0-0"
         # Set by any error of the reader: before reading on, check for a gap.
         self._behind = False
@@ -182,6 +190,13 @@ class RedisBus(Bus):
         tg.start_soon(
             supervise,
             self.health,
+            "bus.publisher",
+            self._publish_step,
+            name=f"bus-publisher-{self.node_id}",
+        )
+        tg.start_soon(
+            supervise,
+            self.health,
             "bus.outbox",
             self._outbox_step,
             name=f"bus-outbox-{self.node_id}",
@@ -194,7 +209,14 @@ class RedisBus(Bus):
         )
 
     async def aclose(self) -> None:
-        """Withdraw this node's presence and close the pool."""
+        """Send what is still queued, withdraw this node's presence, close the pool."""
+        if self._unsent:
+            # The publisher was stopped with the node: its last entries go out here,
+            # and no sender is left waiting (a failure fails them to the outbox,
+            # which dies with the node: receivers resume by seq).
+            with contextlib.suppress(Exception):
+                while self._unsent:
+                    await self._publish_step()
         try:
             with anyio.fail_after(2):
                 await self.redis.delete(self.users_key)
@@ -267,16 +289,7 @@ class RedisBus(Bus):
         if not users:
             return
         self.registry.deliver(users, event, skip)
-        payload: bytes = msgpack.packb(event, use_bin_type=True)
-        if self._outbox:
-            self._enqueue(users, payload)  # keep order behind what waits
-            return
-        try:
-            await self._call("publish", lambda: self._xadd(users, payload))
-        except Unavailable:
-            # At least once: a publish that timed out may still land when Redis
-            # resumes, and then again from the outbox; receivers dedupe by seq.
-            self._enqueue(users, payload)
+        await self._send(users, msgpack.packb(event, use_bin_type=True))
 
     async def experts_changed(self, expert_ids: Collection[str]) -> None:
         """This node's watchers at once; the others through the stream (or the
@@ -285,22 +298,64 @@ class RedisBus(Bus):
         if not ids:
             return
         self._experts_changed(ids)
-        payload: bytes = msgpack.packb({"type": "experts.changed", "ids": ids})
-        if self._outbox:
-            self._enqueue([], payload)
-            return
-        try:
-            await self._call("publish", lambda: self._xadd([], payload))
-        except Unavailable:
-            self._enqueue([], payload)
+        await self._send([], msgpack.packb({"type": "experts.changed", "ids": ids}))
 
-    async def _xadd(self, users: list[str], payload: bytes) -> None:
-        await self.redis.xadd(
+    async def _send(self, users: list[str], payload: bytes) -> None:
+        """Hand one entry to the stream; back once Redis took it or it is in the outbox.
+
+        Entries published at once go out together: each caller queues its entry
+        and waits, and the publisher sends everything queued in one pipeline (one
+        round trip, one deadline), in order. A chat message used to pay a pooled
+        connection, a deadline and a round trip of its own (docs/benchmarks.md,
+        "two nodes").
+        """
+        if self._outbox:
+            self._enqueue(users, payload)  # keep order behind what waits
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unsent.append((users, payload, done))
+        if len(self._unsent) == 1:
+            self._unsent_ready.set()
+        await done
+
+    async def _publish_step(self) -> None:
+        """Send what is queued in one pipeline; on failure it goes to the outbox.
+
+        At least once: a pipeline that failed part way may have added some entries,
+        which the outbox adds again; receivers dedupe by seq.
+        """
+        while not self._unsent:
+            self._unsent_ready.clear()
+            await self._unsent_ready.wait()
+        batch = [self._unsent.popleft() for _ in range(min(len(self._unsent), PUBLISH_BATCH))]
+        try:
+            with anyio.fail_after(self.timeout):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for users, payload, _ in batch:
+                        self._xadd_to(pipe, users, payload)
+                    await pipe.execute()
+        except Exception as exc:
+            self._fail("publish", exc)
+            for users, payload, _ in batch:
+                self._enqueue(users, payload)
+        else:
+            self._stats["published"] += len(batch)
+            self.health.ok("bus.publish")
+        finally:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    def _xadd_to(self, client: Any, users: list[str], payload: bytes) -> Any:
+        return client.xadd(
             self.stream,
             {"n": self.node_id, "u": ",".join(users), "e": payload},
             maxlen=STREAM_MAXLEN,
             approximate=True,
         )
+
+    async def _xadd(self, users: list[str], payload: bytes) -> None:
+        await self._xadd_to(self.redis, users, payload)
         self._stats["published"] += 1
 
     def _enqueue(self, users: list[str], payload: bytes) -> None:
