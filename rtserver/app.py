@@ -8,8 +8,10 @@ global: two apps in one process are two nodes.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -83,8 +85,8 @@ log = logging.getLogger("rtserver.app")
 
 # The commands this node serves; any other type answers unknown_type.
 SERVED = command_types(ALL_COMMANDS)
-# The longest one command may run (see Node.handle).
-COMMAND_DEADLINE = 60.0
+# How often the watchdog looks for a command past --command-deadline (Node.handle).
+COMMAND_WATCH_EVERY = 1.0
 # How often the database file is checked to be there and answering (DatabaseWatch).
 DB_WATCH_EVERY = 1.0
 
@@ -214,6 +216,9 @@ class Node:
         """
         node = self.settings.node_id
         await self.bus.start(tg, self.hub.resync)
+        # Matching's roster loaded now, not by the first request after a start
+        # (after the bus: a change committed meanwhile also reaches it as an event).
+        await self.hub.matcher.roster.refresh()
         # The timer loop reports its own rounds' errors (to the same part) and backs
         # off; supervise restarts it if it ends.
         self.hub.timers.health = self.health
@@ -231,6 +236,26 @@ class Node:
             supervise, self.health, "database", DatabaseWatch(self.db).step, every=DB_WATCH_EVERY
         )
         tg.start_soon(watch, name=f"database-{node}")
+        commands = functools.partial(
+            supervise, self.health, "commands", self.watch_commands, every=COMMAND_WATCH_EVERY
+        )
+        tg.start_soon(commands, name=f"commands-{node}")
+
+    async def watch_commands(self) -> None:
+        """Cut the commands that have run past ``--command-deadline`` (a bug or a
+        part without a bound of its own): each answers ``internal``."""
+        deadline = time.monotonic() - self.settings.command_deadline
+        for conn in self.registry.all():
+            task = conn.command
+            if task is not None and not conn.command_overdue and conn.command_since < deadline:
+                log.error(
+                    "command cut after %s s conn=%s user=%s",
+                    self.settings.command_deadline,
+                    conn.id,
+                    conn.user.id,
+                )
+                conn.command_overdue = True
+                task.cancel()
 
     def going_away(self) -> None:
         """Close every socket with 1001 after what is queued on it."""
@@ -253,14 +278,26 @@ class Node:
         try:
             # Over a limit, nothing is read or stored (the socket stays open).
             self.limits.command(conn.user.id, cmd)
-            # A command is one unit (claim, write, publish; commit, relay): the socket
-            # closing under it (a failed writer, 4408, shutdown) must not cut it in
-            # the middle. Every part it waits on is bounded; this deadline is the
-            # last guard against one that is not.
-            with anyio.move_on_after(COMMAND_DEADLINE, shield=True) as scope:
+            # A command is one unit (claim, write, publish; commit, relay): nothing of
+            # this node cancels the task running it (the socket's reader ends on the
+            # client's disconnect, never by cancellation: rtserver.ws), so it is not
+            # wrapped in a shielded cancel scope, which cost about 20 us a command
+            # (docs/benchmarks.md). Every part it waits on is bounded; the watchdog
+            # (watch_commands) is the last guard against one that is not, for the
+            # price of a few assignments here.
+            task = conn.command = asyncio.current_task()
+            conn.command_since = time.monotonic()
+            try:
                 fields = await self.dispatch(conn, cmd)
-            if scope.cancelled_caught:
-                raise TimeoutError(f"command over {COMMAND_DEADLINE} s")
+            except asyncio.CancelledError:
+                if not conn.command_overdue or task is None:
+                    raise
+                # The watchdog's cancel, not the task's end: answer, and read on.
+                task.uncancel()
+                raise TimeoutError(f"command over {self.settings.command_deadline} s") from None
+            finally:
+                conn.command = None
+                conn.command_overdue = False
         except RtError as exc:
             self.metrics.error(exc.code)
             return error(cmd_id, exc)

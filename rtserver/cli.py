@@ -52,6 +52,7 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("refund-window", "how long after a session's end a refund may be claimed [14d]"),
     ("commit-batch", "most chat messages per transcript commit; 1 turns group commit off [256]"),
     ("redis-timeout", "with Redis: the longest one Redis call of a command may take [2s]"),
+    ("command-deadline", "the longest one WebSocket command may run; past it `internal` [60s]"),
     ("health-grace", "how long a background loop may fail before /healthz answers 503 [5s]"),
     ("request-timeout", "headers complete within, a body stalled no longer than [20s]"),
     ("max-connections", "connections at once, WebSockets included; past it 503 [20000]"),

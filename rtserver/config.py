@@ -179,6 +179,11 @@ class Settings:
     # relay waits in the bus outbox, instead of holding its reply while Redis
     # is hung (SIGSTOP); 2 s keeps a reply within a few seconds.
     redis_timeout: float = 2.0
+    # The longest one WebSocket command may run. Every part a command waits on is
+    # bounded on its own (the write lock by lock_wait, Redis by redis_timeout):
+    # this is the last guard against one that is not. Past it the command is
+    # cut, answers `internal`, and the socket stays open.
+    command_deadline: float = 60.0
     # How long an essential part (a background loop: the bus reader, outbox or
     # heartbeat, the timers, the transcript flusher, the database watch) may
     # fail before /healthz answers 503: past a blip (a Redis failover, one
@@ -248,6 +253,7 @@ class Settings:
             "billing_check",
             "session_length",
             "redis_timeout",
+            "command_deadline",
             "request_timeout",
             "lock_wait",
             "timer_lease",
@@ -281,6 +287,7 @@ _DURATIONS = {
     "late_cancel",
     "refund_window",
     "redis_timeout",
+    "command_deadline",
     "health_grace",
     "request_timeout",
     "lock_wait",

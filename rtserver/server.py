@@ -11,9 +11,12 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rtserver.config import Settings
 from rtserver.http.deadlines import deadline_protocol
+from rtserver.http.websocket import LeanWebSocketProtocol
 
 log = logging.getLogger("rtserver.server")
 
@@ -61,17 +64,54 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class SocketsFirst:
+    """The ASGI app uvicorn runs: the app's raw WebSocket endpoints straight, the rest
+    through the app.
+
+    Starlette runs every call through its middleware stack (``ServerErrorMiddleware``,
+    ``BodyLimit``, ``ExceptionMiddleware``, which wraps ``send`` in one more
+    coroutine for the socket's whole life) and its router, which tries every HTTP
+    route before ``/ws``: none of them acts on a WebSocket (each passes it through),
+    and together they were about 8 % of the server's CPU per socket opened
+    (docs/benchmarks.md, issue 9). The endpoints are read from the app's own routes
+    (a ``WebSocketRoute`` whose endpoint is an ASGI app, as ``rtserver.ws``'s is), so
+    that the app stays the one place that routes. A middleware that must see sockets
+    would have to be applied here too.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.sockets: dict[str, ASGIApp] = {
+            route.path: route.app
+            for route in app.routes
+            if isinstance(route, WebSocketRoute) and route.app is route.endpoint
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI call."""
+        if scope["type"] == "websocket" and (endpoint := self.sockets.get(scope["path"])):
+            scope["app"] = self.app  # as Starlette sets it: the endpoint finds the node there
+            await endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
     """uvicorn settings that carry the contract's socket limits and the request deadlines."""
     return uvicorn.Config(
-        app,
+        SocketsFirst(app),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http=deadline_protocol(settings.request_timeout),
         limit_concurrency=settings.max_connections,
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, holding less per socket.
+        ws=LeanWebSocketProtocol,
         ws_max_size=settings.max_frame,
+        # No permessage-deflate: browsers offer it on every socket, and with it each
+        # socket holds a zlib compressor and decompressor (+40 KB, and +0.55 ms of
+        # CPU to open it) for frames mostly too small to shrink (docs/benchmarks.md).
+        ws_per_message_deflate=False,
         ws_ping_interval=settings.heartbeat,
         ws_ping_timeout=settings.heartbeat,
         # X-Forwarded-For picks whose rate limits are spent: believed only from the

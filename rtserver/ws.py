@@ -1,33 +1,41 @@
 """The WebSocket adapter: a thin pump between one socket and the hub.
 
-It holds no domain logic. It authenticates the socket (``hello``), then runs
-two tasks: the reader decodes each frame, hands the command to the node and
-queues the reply; the writer drains the socket's bounded queue into the
-socket. Events from anywhere reach the socket only through that queue (a
-``deque`` with a wake-up, no stream or event per frame: see
+It holds no domain logic. It authenticates the socket (``hello``), then the
+socket's own task reads: it decodes each frame, hands the command to the node
+and queues the reply; one more task, the writer, drains the socket's bounded
+queue into the socket. Events from anywhere reach the socket only through that
+queue (a list with a wake-up, no stream or event per frame: see
 :mod:`rtserver.hub.connections`).
+
+It speaks ASGI to uvicorn directly, without Starlette's ``WebSocket`` wrapper,
+and runs plain asyncio, not an anyio task group: an idle socket is what
+thousands of clients hold, and each wrapper, task and cancel scope it holds is
+kept for its whole life (issue 9, docs/benchmarks.md: the task group, its
+token-expiry sleeper and the wrapper were about 7 KB of the 40 KB a socket took).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Message, Receive, Scope, Send
 
 from rtserver.clock import to_wire
 from rtserver.errors import BadFrame, RateLimited, RtError, Unauthenticated
 from rtserver.hub.connections import CLOSE_SLOW_READER, Connection
 from rtserver.protocol import Codec, FrameError, choose_subprotocol, error, ok, parse_frame
 from rtserver.schemas import Hello
-from rtserver.storage.db import new_id
-from rtserver.storage.users import User
 
 if TYPE_CHECKING:
     from rtserver.app import Node
+    from rtserver.storage.users import User
 
 log = logging.getLogger("rtserver.ws")
 
@@ -35,28 +43,56 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_GOING_AWAY = 1001
 # The user already holds --sockets-per-user sockets on this node (an extension).
 CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_INTERNAL = 1011
+# What sending on a socket the client has left raises: uvicorn's ClientDisconnected
+# is an OSError; a send after the close, a RuntimeError.
+_GONE = (OSError, RuntimeError)
+# Socket ids: this process's random prefix and a count (unique across nodes and
+# restarts without a call to the system's random source per socket, as new_id makes).
+_SOCKET_PREFIX = secrets.token_hex(4)
+_SOCKET_IDS = (f"c_{_SOCKET_PREFIX}_{n}" for n in itertools.count(1))
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Starlette endpoint for ``/ws``."""
-    node: Node = websocket.app.state.node
-    await Socket(node, websocket).run()
+class _Endpoint:
+    """The ASGI app of ``/ws``: one :class:`Socket` per connection.
+
+    An object, not a function, so that Starlette's route hands it the raw ASGI
+    ``receive`` and ``send`` instead of wrapping them in a ``WebSocket``.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await Socket(scope["app"].state.node, scope, receive, send).run()
+
+
+websocket_endpoint = _Endpoint()
 
 
 class Socket:
     """One client socket, from handshake to close."""
 
-    def __init__(self, node: Node, websocket: WebSocket) -> None:
+    # Thousands of these live at once: no per-instance dict.
+    __slots__ = ("close_code", "codec", "conn", "node", "receive", "scope", "send")
+
+    def __init__(self, node: Node, scope: Scope, receive: Receive, send: Send) -> None:
         self.node = node
-        self.ws = websocket
+        self.scope = scope
+        self.receive = receive
+        self.send = send
         self.codec = Codec(binary=False)
+        self.conn: Connection | None = None
+        # The close code once the queue is drained, unless the connection names one.
+        self.close_code = CLOSE_GOING_AWAY
 
     async def run(self) -> None:
         """Accept, authenticate, then pump until either side closes."""
-        offered = list(self.ws.scope.get("subprotocols", []))
-        subprotocol = choose_subprotocol(offered)
+        if (await self.receive())["type"] != "websocket.connect":
+            return
+        subprotocol = choose_subprotocol(list(self.scope.get("subprotocols", ())))
         self.codec = Codec.for_subprotocol(subprotocol)
-        await self.ws.accept(subprotocol=subprotocol)
+        try:
+            await self.send({"type": "websocket.accept", "subprotocol": subprotocol})
+        except _GONE:
+            return
         hello = await self._authenticate()
         if hello is None:
             return
@@ -67,7 +103,8 @@ class Socket:
         # that reconnects on close would otherwise push out the next oldest, round
         # and round; the refused one retries with its backoff and gets in once a
         # socket closes (a dead one within two heartbeats).
-        peer = self.ws.client.host if self.ws.client else None
+        client = self.scope.get("client")
+        peer = client[0] if client else None
         if (
             node.limits.address(peer) is not None
             and len(node.registry.of(user.id)) >= node.settings.sockets_per_user
@@ -84,14 +121,25 @@ class Socket:
             await self._send_now(error(hello_id, refused))
             await self._close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
             return
-        conn = Connection(
-            new_id("c"), user, self.codec, node.settings.send_queue, on_overflow=self._overflow
+        conn = self.conn = Connection(
+            next(_SOCKET_IDS),
+            user,
+            self.codec,
+            node.settings.send_queue,
+            on_overflow=self._overflow,
         )
         first = node.registry.add(conn)
         node.sockets[conn.id] = self
         node.metrics.connections.inc()
-        self.conn = conn
         log.info("socket open conn=%s user=%s role=%s", conn.id, user.id, user.role)
+        loop = asyncio.get_running_loop()
+        # The token's end closes the socket (4401): the client logs in again and
+        # reconnects, so that a socket never outlives the credentials it was opened
+        # with. A timer, not a sleeping task: it costs a handle, not a task and its
+        # frame, for the socket's whole life. (Expiry is wall-clock time, as the
+        # token's own check is.)
+        expiry = loop.call_at(loop.time() + max(0.0, token_exp - time.time()), self._expired, conn)
+        writer: asyncio.Task[None] | None = None
         try:
             if first:
                 await node.bus.user_connected(user.id)
@@ -104,12 +152,18 @@ class Socket:
                 heartbeat=_seconds(node.settings.heartbeat),
             )
             conn.send_first([reply, await node.hub.state(user)])
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write, conn, tg.cancel_scope)
-                tg.start_soon(self._expire, conn, token_exp)
-                await self._read(conn)
-                tg.cancel_scope.cancel()
+            # The writer is this socket's one extra task; the reader is this one.
+            # The writer ends by closing the socket, which ends the reader (uvicorn
+            # hands it a disconnect); the reader ends when the client leaves, and the
+            # writer is cancelled then. An error in either ends both.
+            writer = loop.create_task(self._write(conn))
+            await self._read(conn)
         finally:
+            expiry.cancel()
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await node.rooms.disconnected(conn)
             node.sockets.pop(conn.id, None)
@@ -121,14 +175,8 @@ class Socket:
                     await node.bus.user_disconnected(user.id)
             log.info("socket closed conn=%s user=%s", conn.id, user.id)
 
-    async def _expire(self, conn: Connection, token_exp: float) -> None:
-        """The token of this socket runs out: the socket ends with it (4401).
-
-        The client logs in again and reconnects; a socket never outlives the
-        credentials it was opened with. (Expiry is wall-clock time, as the
-        token's own check is.)
-        """
-        await anyio.sleep(max(0.0, token_exp - time.time()))
+    @staticmethod
+    def _expired(conn: Connection) -> None:
         log.info("token expired conn=%s user=%s", conn.id, conn.user.id)
         conn.close_after_queue(CLOSE_UNAUTHENTICATED, "token expired")
 
@@ -136,8 +184,8 @@ class Socket:
         """Wait for ``hello``; close 4401 on anything else, or on silence."""
         node = self.node
         try:
-            with anyio.fail_after(node.settings.hello_timeout):
-                message = await self.ws.receive()
+            async with asyncio.timeout(node.settings.hello_timeout):
+                message = await self.receive()
         except TimeoutError:
             await self._close(CLOSE_UNAUTHENTICATED, "no hello in time")
             return None
@@ -173,24 +221,21 @@ class Socket:
         return user, cmd.id, token_exp
 
     async def _send_now(self, frame: dict[str, Any]) -> None:
-        data = self.codec.encode(frame)
-        try:
-            if isinstance(data, bytes):
-                await self.ws.send_bytes(data)
-            else:
-                await self.ws.send_text(data)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
+        with contextlib.suppress(*_GONE):
+            await self.send(_message(self.codec.encode(frame)))
 
     async def _close(self, code: int, reason: str = "") -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self.ws.close(code, reason)
+        with contextlib.suppress(*_GONE):
+            await self.send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _read(self, conn: Connection) -> None:
+        receive = self.receive
         while True:
-            message = await self.ws.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if conn.closed:
+                continue  # the socket is closing: what the client still sends is dropped
             data = message.get("text")
             if data is None:
                 data = message.get("bytes", b"")
@@ -198,10 +243,10 @@ class Socket:
             if reply is not None:
                 conn.send_nowait(reply)
 
-    async def _write(self, conn: Connection, scope: anyio.CancelScope) -> None:
-        # The ASGI message is built here rather than by send_text/send_bytes: one
-        # call less per frame on the hottest path of the node.
-        send = self.ws.send
+    async def _write(self, conn: Connection) -> None:
+        # The ASGI message is built here: one call less per frame on the hottest
+        # path of the node.
+        send = self.send
         try:
             while await conn.wait_queued():
                 while (data := conn.pop_nowait()) is not None:
@@ -209,18 +254,19 @@ class Socket:
                         await send({"type": "websocket.send", "bytes": data})
                     else:
                         await send({"type": "websocket.send", "text": data})
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            scope.cancel()
-            return
+        except _GONE:
+            return  # the client is gone: the reader has its disconnect
+        except Exception:
+            # Closed, so that the reader gets its disconnect and the socket ends.
+            log.exception("writer failed conn=%s user=%s", conn.id, conn.user.id)
+            await self._close(CLOSE_INTERNAL, "internal error")
+            raise
         if conn.overflowed:
             await self._close(CLOSE_SLOW_READER, "reader too slow")
         elif conn.close_code is not None:
             await self._close(conn.close_code, conn.close_reason)
         else:
             await self._close(self.close_code, "server going away")
-        scope.cancel()
-
-    close_code = CLOSE_GOING_AWAY
 
     def _overflow(self, conn: Connection) -> None:
         self.node.metrics.slow_closes.inc()
@@ -229,7 +275,14 @@ class Socket:
     def going_away(self) -> None:
         """Shutdown: flush what is queued, then close with 1001."""
         self.close_code = CLOSE_GOING_AWAY
-        self.conn.close_queue()
+        if self.conn is not None:
+            self.conn.close_queue()
+
+
+def _message(data: bytes | str) -> Message:
+    if isinstance(data, bytes):
+        return {"type": "websocket.send", "bytes": data}
+    return {"type": "websocket.send", "text": data}
 
 
 def _seconds(value: float) -> int | float:

@@ -1,6 +1,6 @@
 """A socket's send queue, pushed and drained as its writer does, with no network.
 
-The queue is a bounded deque whose writer sleeps only while it is empty
+The queue is a bounded list whose writer sleeps only while it is empty
 (rtserver.hub.connections): these pin what the sockets rely on, the order of
 frames, the one 4408 count of a slow reader, and the drain before a close.
 """

@@ -9,12 +9,14 @@ long before the wave's end, and the tests wait on events, never on durations
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clients.rtclient import Api, Client
+from rtserver.clock import from_wire, to_ms
 from rtserver.storage.timers import Timer
 from tests.servers import new_customer, node_settings, online_expert, run_node
 
@@ -127,6 +129,48 @@ async def test_a_wake_during_an_empty_wave_is_not_lost(
             "offer.new", lambda e: e["offer"]["request_id"] == rid, timeout=8
         )
         assert offer["offer"]["request_id"] == rid
+        for c in (customer, expert):
+            await c.close()
+        await api.aclose()
+
+
+async def test_a_stale_wake_does_not_cut_a_live_wave_short(data_dir: Path) -> None:
+    """A wake is chosen from a read (this request waited for anyone) and may land
+    after the request's next wave went out: an expert turning free, a decline, or
+    another node. The timer's run then ended that fresh wave at once (its offers
+    revoked as expired, the bench's ``revoked:expired``) and sent another. Now it
+    ends only offers whose time is up, and puts the timer back at the wave's end."""
+    async with run_node(node_settings(data_dir, offer_ttl="60s")) as node:
+        assert node.app is not None
+        hub = node.app.state.node.hub
+        api = Api(node.http)
+        customer = await Client.connect(node.ws, (await new_customer(api))[1])
+        _, expert = await online_expert(node, api, name="Offered")
+        rid = (await customer.call("request.create", **INSTANT))["request"]["id"]
+        offer = await expert.wait_event("offer.new", lambda e: e["offer"]["request_id"] == rid)
+        wave_end = from_wire(offer["offer"]["expires_at"])
+
+        def timer_due() -> int | None:
+            with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
+                row = db.execute(
+                    "SELECT due_at FROM timers WHERE kind = 'request' AND ref = ?"
+                    " AND lease_owner IS NULL",
+                    (rid,),
+                ).fetchone()
+            return int(row[0]) if row else None
+
+        # The stale wake: the timer is due now, and the loop runs it.
+        await hub._hasten(rid)
+        for _ in range(200):
+            due = timer_due()
+            if due is not None and due == to_ms(wave_end):
+                break
+            await asyncio.sleep(0.05)
+        assert timer_due() == to_ms(wave_end)
+        # His offer is still open: no revoke, and his accept wins.
+        assert [e for e in expert.drain() if e["type"] == "offer.revoked"] == []
+        reply = await expert.call("offer.accept", request_id=rid)
+        assert reply["session"]["request_id"] == rid
         for c in (customer, expert):
             await c.close()
         await api.aclose()

@@ -189,34 +189,70 @@ async def test_request_create_with_a_cid_twice_makes_one_request(
 async def test_a_create_cut_off_after_its_commit_still_sends_its_waves(
     node: Node, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first wave fails (as if the node lost Redis or the socket was cut right
-    after the commit): the request's own timer sends it, and a retry by cid
+    """A request stored before its first wave (a direct one: its notice is written
+    with it) whose first wave fails (as if the node lost Redis or the socket was cut
+    right after the commit): the request's own timer sends it, and a retry by cid
     returns the same request instead of a second one."""
     assert node.app is not None
     hub = node.app.state.node.hub
     api = Api(node.http)
     _, ctoken = await new_customer(api)
     customer = await clients.connect(node, ctoken)
-    _, expert = await online_expert(node, api)
+    euser, expert = await online_expert(node, api)
     clients.opened.append(expert)
     real = hub._dispatch
     calls = 0
 
-    async def first_fails(*args: Any) -> int:
+    async def first_fails(*args: Any, **kw: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("cut off")
-        result: int = await real(*args)
+        result: int = await real(*args, **kw)
         return result
 
     monkeypatch.setattr(hub, "_dispatch", first_fails)
-    failed = await customer.request("request.create", **INSTANT, title="t", cid="c1")
+    direct = {**INSTANT, "title": "t", "expert_id": euser["id"]}
+    failed = await customer.request("request.create", **direct, cid="c1")
     assert failed["type"] == "error" and failed["code"] == "internal"
     offer = await expert.wait_event("offer.new", timeout=30)
-    retry = await customer.call("request.create", **INSTANT, title="t", cid="c1")
+    retry = await customer.call("request.create", **direct, cid="c1")
     assert retry["request"]["id"] == offer["offer"]["request_id"]
     assert retry["duplicate"] is True
+    await api.aclose()
+
+
+async def test_a_create_cut_off_after_the_commit_of_its_first_wave(
+    node: Node, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request stored with its first wave, cut off right after that commit (its
+    ``offer.new`` never sent): the offer is the expert's all the same (in his
+    ``state``), and a retry by cid returns the same request, not a second one."""
+    assert node.app is not None
+    bus = node.app.state.node.hub.bus
+    api = Api(node.http)
+    _, ctoken = await new_customer(api)
+    customer = await clients.connect(node, ctoken)
+    _, etoken = await new_expert(api)
+    expert = await clients.connect(node, etoken)
+    await expert.call("presence", status="available")
+    real = bus.publish
+    cut = False
+
+    async def first_offer_lost(users: Any, event: dict[str, Any], *args: Any) -> None:
+        nonlocal cut
+        if event["type"] == "offer.new" and not cut:
+            cut = True
+            raise RuntimeError("cut off")
+        await real(users, event, *args)
+
+    monkeypatch.setattr(bus, "publish", first_offer_lost)
+    failed = await customer.request("request.create", **INSTANT, title="t", cid="c1")
+    assert failed["type"] == "error" and failed["code"] == "internal"
+    retry = await customer.call("request.create", **INSTANT, title="t", cid="c1")
+    assert retry["duplicate"] is True
+    again = await clients.connect(node, etoken)
+    assert [o["request_id"] for o in again.state["offers"]] == [retry["request"]["id"]]
     await api.aclose()
 
 

@@ -3,7 +3,8 @@
 On one embedded node, and on three node processes sharing one Redis and one
 data dir, with the experts spread over the nodes: exactly one ``ok`` each
 round, every other accept ``offer_taken``, every loser ``offer.revoked``
-(taken), and the customer told ``accepted`` exactly once.
+(taken), and the customer told ``accepted`` exactly once. Accepts sent after
+the race was decided get the same answers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
         return c
 
     experts = list(await asyncio.gather(*(add_expert(i) for i in range(EXPERTS))))
+    # Never available, so never offered anything.
+    _, otoken = await new_expert(api, name="outsider")
+    outsider = await Client.connect(nodes[-1].ws, otoken)
     for rnd in range(ROUNDS):
         reply = await customer.call(
             "request.create",
@@ -80,10 +84,16 @@ async def race_rounds(nodes: list[Node], api: Api) -> None:
             and ev["status"] != "open"
         ]
         assert extra == []
+        # Late accepts, once the race is decided (answered from the closing node's
+        # note where it has one, else from the database): the same answers, and
+        # still nothing about a request to an expert it was never offered to.
+        late = await asyncio.gather(*(e.request("offer.accept", request_id=rid) for e in experts))
+        assert {r.get("code") for r in late} == {"offer_taken"}, late
+        assert (await outsider.request("offer.accept", request_id=rid))["code"] == "not_found"
         # The winner is now busy; replace him so that 30 race again.
         await experts[winner].close()
         experts[winner] = await add_expert(rnd + EXPERTS)
-    for c in [customer, *experts]:
+    for c in [customer, outsider, *experts]:
         await c.close()
 
 

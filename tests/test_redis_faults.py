@@ -267,3 +267,35 @@ def test_a_node_whose_database_file_is_gone_exits(tmp_path: Path, data_dir: Path
         assert "database file" in node.log_path.read_text()
     finally:
         node.stop()
+
+
+async def test_a_command_past_its_deadline_answers_internal_and_the_socket_reads_on(
+    data_dir: Path, own_redis: RedisServer, clients: Clients
+) -> None:
+    # The last guard (--command-deadline): a part that waits longer than the
+    # command may run. Here Redis is hung and --redis-timeout is longer than the
+    # deadline, so the relay of a message waits on Redis past it.
+    assert own_redis.proc is not None
+    settings = node_settings(
+        data_dir,
+        redis_url=own_redis.url,
+        redis_prefix=f"t{secrets.token_hex(4)}:",
+        redis_timeout="60s",
+        command_deadline="1s",
+    )
+    async with run_node(settings) as node, aclosing(Api(node.http)) as api:
+        customer, _, _expert, sid = await chat(node, node, api, clients)
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(CallError) as cut:
+                await customer.call(
+                    "message.send", 30, session_id=sid, cid="stuck", kind="text", text="stuck"
+                )
+            assert cut.value.code == "internal"
+            # The socket is still read: a command that needs no Redis answers.
+            assert (await customer.call("ping"))["type"] == "ok"
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        # The message was stored before its relay waited: a resend finds its seq.
+        again = await send(customer, sid, "stuck")
+        assert again["duplicate"] is True and again["seq"] == 1

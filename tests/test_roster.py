@@ -6,10 +6,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from clients.rtclient import Api
 from rtserver.core.matching import Need, rank, tiered
 from rtserver.hub.roster import Roster
 from rtserver.storage.db import Database
 from rtserver.storage.users import Profile, UserStore
+from tests.servers import node_settings, online_expert, run_node
 
 SKILLS = ["python", "go", "rust", "sql"]
 
@@ -75,3 +77,17 @@ async def test_the_roster_ranks_as_the_reference_and_follows_changes(tmp_path: P
         roster.invalidate(None)
         await check()
         assert roster.statistics()["full_loads"] == 2
+
+
+async def test_a_node_loads_the_roster_when_it_starts(data_dir: Path) -> None:
+    """Not on the first request after a restart: that request would pay the load."""
+    async with run_node(node_settings(data_dir)) as node:
+        api = Api(node.http)
+        _, expert = await online_expert(node, api)
+        await expert.close()
+        await api.aclose()
+    async with run_node(node_settings(data_dir)) as node:
+        assert node.app is not None
+        roster = node.app.state.node.hub.matcher.roster
+        assert roster.statistics()["full_loads"] == 1
+        assert len(roster) == 1

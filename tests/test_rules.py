@@ -108,6 +108,18 @@ def test_closed_request_wins_over_a_bad_offer() -> None:
     raises(OfferTaken, check_accept, request, revoked, NOW, None)
 
 
+def test_busy_expert_hears_why_before_his_revoked_offer() -> None:
+    # His session's start revoked his other instant offers: invalid_state says
+    # why; a request another expert won still says offer_taken; a scheduled
+    # request does not care about an active session now.
+    revoked = replace(OFFER, status="revoked")
+    err = raises(InvalidState, check_accept, INSTANT, revoked, NOW, None, True)
+    assert err.code == "invalid_state"
+    raises(OfferTaken, check_accept, replace(INSTANT, status="accepted"), revoked, NOW, None, True)
+    slot = SCHEDULED.proposed_times[0]
+    assert check_accept(SCHEDULED, OFFER, NOW, slot, True) == slot
+
+
 def test_accept_a_declined_offer_is_invalid_state() -> None:
     offer = replace(OFFER, status="declined")
     err = raises(InvalidState, check_accept, INSTANT, offer, NOW, None)

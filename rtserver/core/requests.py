@@ -73,9 +73,17 @@ def closed_error(status: RequestStatus) -> Conflict:
 
 
 def check_accept(
-    request: RequestView | None, offer: OfferView | None, now: datetime, time: datetime | None
+    request: RequestView | None,
+    offer: OfferView | None,
+    now: datetime,
+    time: datetime | None,
+    busy: bool = False,
 ) -> datetime | None:
     """Raise the contract error if this accept cannot win; return the booked time.
+
+    ``busy``: the expert is in an active session. He cannot take an instant
+    request then; said before the state of his offer, which his session's
+    start revoked (it is why, not that it expired).
 
     The booked time is None for an instant request, and for a scheduled one the
     proposed time the expert chose.
@@ -84,6 +92,8 @@ def check_accept(
         raise NotFound("no such offer")
     if request.status != "open":
         raise closed_error(request.status)
+    if busy and request.kind == "instant":
+        raise InvalidState("you are in an active session")
     if offer.status == "declined":
         raise InvalidState("you declined this offer")
     if offer.status in ("expired", "revoked") or now >= offer.expires_at:

@@ -36,7 +36,10 @@ import logging
 from typing import Any, ClassVar, cast
 
 import h11
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from rtserver.http.websocket import LeanWebSocketProtocol
 
 log = logging.getLogger("rtserver.http")
 
@@ -85,9 +88,20 @@ class DeadlineProtocol(H11Protocol):
         self._raw: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the first request's header deadline with the connection."""
+        """Start the first request's header deadline with the connection.
+
+        uvicorn's own reads both addresses through ``get_extra_info("socket")``,
+        which makes uvloop build a socket object and ask the kernel for each
+        (about 20 µs per connection); the transport knows both already.
+        """
         self._raw = transport
-        super().connection_made(cast(asyncio.Transport, _Transport(transport, self)))
+        self.connections.add(self)
+        self.transport = cast(asyncio.Transport, _Transport(transport, self))
+        self.flow = FlowControl(self.transport)
+        self.server = _address(transport.get_extra_info("sockname"))
+        peer = transport.get_extra_info("peername")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, (tuple, list)) else None
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self._arm("headers")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,7 +147,18 @@ class DeadlineProtocol(H11Protocol):
             self.transport.write(_BUSY)
             self.transport.close()
             return
-        super().handle_websocket_upgrade(event)
+        ws_class = self.ws_protocol_class
+        if ws_class is None or not issubclass(ws_class, LeanWebSocketProtocol):
+            super().handle_websocket_upgrade(event)
+            return
+        # Ours answers the request h11 has parsed; uvicorn's would serialise it again
+        # for websockets to parse a second time.
+        self.connections.discard(self)
+        protocol = ws_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        self.transport.set_protocol(protocol)
+        protocol.upgrade(self, event)
 
     def linger(self) -> bool:
         """Start a lingering close if the client is still sending its body; False if not."""
@@ -195,6 +220,15 @@ class DeadlineProtocol(H11Protocol):
         if phase == "headers" and self.conn.trailing_data[0]:
             raw.write(_TIMED_OUT)
         raw.close()  # not lingering: the client is the one that stopped
+
+
+def _address(info: Any) -> tuple[str, int | None] | None:
+    """A socket's address as uvicorn's scope holds it: (host, port), (path, None)."""
+    if isinstance(info, (tuple, list)) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str):
+        return (info, None)
+    return None
 
 
 def _peer(client: tuple[str, int] | None) -> str:

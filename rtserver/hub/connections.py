@@ -5,17 +5,19 @@ encoded frame on the socket's bounded queue and, when the queue is full,
 marks the socket as a slow reader, to be closed with 4408 by its writer. The
 socket's own writer task is the only one that awaits the network.
 
-The queue is a plain ``deque`` and the writer sleeps on a future made only
-when it finds the queue empty: queueing a frame costs an append (and, for the
-first frame after a lull, one wake-up), not a memory stream and an event per
-frame, which the profile of issue 9 showed on every frame (docs/architecture.md).
+The queue is a plain list and the writer sleeps on a future made only when it
+finds the queue empty: queueing a frame costs an append (and, for the first
+frame after a lull, one wake-up), not a memory stream and an event per frame,
+which the profile of issue 9 showed on every frame (docs/architecture.md). A
+list, not a ``deque``: an empty deque takes 760 bytes and an empty list 56,
+and thousands of idle sockets each hold one; the queue is short (the writer
+drains it as it fills) and bounded, so taking from its front stays cheap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,6 +37,26 @@ Frame = bytes | str
 class Connection:
     """One authenticated socket of this node."""
 
+    # Thousands of these live at once: no per-instance dict.
+    __slots__ = (
+        "_held",
+        "_on_overflow",
+        "_queue",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "closed",
+        "codec",
+        "command",
+        "command_overdue",
+        "command_since",
+        "id",
+        "joined",
+        "overflowed",
+        "queue_size",
+        "user",
+    )
+
     def __init__(
         self,
         conn_id: str,
@@ -48,7 +70,7 @@ class Connection:
         self.codec = codec
         self.queue_size = queue_size
         # Encoded frames waiting for the writer, at most queue_size of them.
-        self._queue: deque[Frame] = deque()
+        self._queue: list[Frame] = []
         # The writer's wake-up, there only while it waits on an empty queue.
         self._waiter: asyncio.Future[None] | None = None
         # No more frames are taken (close_queue); the writer drains and stops.
@@ -63,6 +85,12 @@ class Connection:
         # Set when the server closes the socket for a reason of its own (4403).
         self.close_code: int | None = None
         self.close_reason = ""
+        # The task running this socket's command, and since when (monotonic), while
+        # one runs: the node's watchdog ends a command past --command-deadline
+        # (rtserver.app.Node.handle).
+        self.command: asyncio.Task[Any] | None = None
+        self.command_since = 0.0
+        self.command_overdue = False
 
     def send_nowait(self, frame: dict[str, Any]) -> bool:
         """Queue a frame; False if the socket is closed or was just found too slow."""
@@ -96,7 +124,7 @@ class Connection:
     def pop_nowait(self) -> Frame | None:
         """The next queued frame, or None when the queue is empty (the writer's side)."""
         queue = self._queue
-        return queue.popleft() if queue else None
+        return queue.pop(0) if queue else None
 
     async def wait_queued(self) -> bool:
         """Wait until a frame is queued; False once the queue is closed and drained.

@@ -57,8 +57,12 @@ class Matcher:
         """
         await self.roster.refresh()
         need = Need.of(request.skills, request.language)
-        offered = await self.requests.offered_experts(request.id)
-        holding = await self.requests.holding_instant_offers()
+        offered, holding = await self.requests.db.read(
+            lambda conn: (
+                self.requests.offered_experts(conn, request.id),
+                self.requests.holding_instant_offers(conn),
+            )
+        )
         pool = (c for c in self.roster.ranked(need) if c.expert_id not in offered)
         chosen: list[str] = []
         unheld = 0
@@ -88,7 +92,9 @@ class Matcher:
         """The next wave of a scheduled request: qualified, free at one proposed time."""
         need = Need.of(request.skills, request.language)
         candidates = await self.users.candidates(need, available_only=False)
-        offered = await self.requests.offered_experts(request.id)
+        offered = await self.requests.db.read(
+            lambda conn: self.requests.offered_experts(conn, request.id)
+        )
         pool = [c for c in candidates if c.expert_id not in offered]
         if not pool:
             return []

@@ -131,12 +131,13 @@ class Roster:
         """
         buckets = [self._buckets.get((s, need.language), []) for s in need.skills]
         if len(buckets) == 1:
-            order = [k[4] for k in buckets[0]]
+            # A copy made in C: a wave walks a few dozen of the thousands of keys.
+            order = (k[4] for k in buckets[0].copy())
         else:
             found = {k[4] for bucket in buckets for k in bucket}
             entries = [self._experts[e] for e in found]
             entries.sort(key=lambda ck: (ck[1][0], -len(ck[0].skills & need.skills), *ck[1][1:]))
-            order = [c.expert_id for c, _ in entries]
+            order = (c.expert_id for c, _ in entries)
         for expert_id in order:
             entry = self._experts.get(expert_id)
             if entry is not None:

@@ -14,7 +14,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,7 +51,7 @@ from rtserver.schemas import (
 )
 from rtserver.storage.attachments import AttachmentStore
 from rtserver.storage.db import Database, new_id
-from rtserver.storage.requests import Request, RequestStore
+from rtserver.storage.requests import Offer, Request, RequestStore
 from rtserver.storage.sessions import Session, SessionStore
 from rtserver.storage.timers import TimerStore
 from rtserver.storage.users import User, UserStore
@@ -72,6 +72,9 @@ EMPTY_WAVE_RETRY = 10.0
 WAVE_DEPTH = 4
 # Claims outlive their request by a day: later commands still read who won.
 CLAIM_GRACE = 86_400.0
+# Requests this node closed lately are remembered with the experts who held their
+# offers (the losers of an accept race): their accepts are answered at once.
+CLOSED_NOTES = 4096
 # A new request's timer is written with the request, due this soon: if the node
 # dies (or the command is cut off) before the first wave is written, whichever
 # node runs the timer sends it. The first wave moves the timer to its own end.
@@ -116,6 +119,8 @@ class Hub:
         self.timers.register(REQUEST_TIMER, self.on_request_timer)
         # Set by the app factory: how direct requests reach their expert.
         self.notices: Notices | None = None
+        # request id -> (its final status, who held its offers then), oldest first.
+        self._closed: dict[str, tuple[rules.RequestStatus, frozenset[str]]] = {}
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -128,34 +133,43 @@ class Hub:
         return session.to_wire(await self.people(session.participants()))
 
     async def state(self, user: User) -> dict[str, Any]:
-        """The ``state`` event: open offers, open requests, active and upcoming sessions."""
+        """The ``state`` event: open offers, open requests, active and upcoming sessions.
+
+        Read in one hop to the database: every ``hello`` sends one, and a hop costs
+        more than the reads it carries (issue 9, a connect storm).
+        """
         now = self.clock.now()
-        offers: list[dict[str, Any]] = []
-        requests: list[dict[str, Any]] = []
-        if user.role == "expert":
-            pairs = await self.requests.open_offers_of(user.id, now)
-            people = await self.people([r.customer_id for r, _ in pairs])
-            offers = [
+        expert = user.role == "expert"
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[tuple[Request, Offer]], list[Request], list[Session], dict[str, User]]:
+            pairs = self.requests.open_offers_in(conn, user.id, now) if expert else []
+            mine = (
+                self.requests.open_of_customer_in(conn, user.id) if user.role == "customer" else []
+            )
+            sessions = self.sessions.current_in(conn, user.id)
+            ids = {p for s in sessions for p in s.participants()}
+            ids.update(r.customer_id for r, _ in pairs)
+            if expert:
+                ids.add(user.id)  # his presence as stored now
+            return pairs, mine, sessions, self.users.many_in(conn, list(ids))
+
+        pairs, mine, sessions, users = await self.db.read(read)
+        people = {uid: u.person() for uid, u in users.items()}
+        frame: dict[str, Any] = {
+            "type": "state",
+            "offers": [
                 (await self.with_attachments(r)).offer_wire(
                     people[r.customer_id], o.expires_at, o.rate_cents_per_15min
                 )
                 for r, o in pairs
-            ]
-        if user.role == "customer":
-            requests = [
-                (await self.with_attachments(r)).to_wire()
-                for r in await self.requests.open_of_customer(user.id)
-            ]
-        sessions = await self.sessions.current_of(user.id)
-        people = await self.people([p for s in sessions for p in s.participants()])
-        frame: dict[str, Any] = {
-            "type": "state",
-            "offers": offers,
-            "requests": requests,
+            ],
+            "requests": [(await self.with_attachments(r)).to_wire() for r in mine],
             "sessions": [s.to_wire(people) for s in sessions],
         }
-        if user.role == "expert":
-            fresh = await self.users.by_id(user.id)
+        if expert:
+            fresh = users.get(user.id)
             frame["presence"] = fresh.presence if fresh else user.presence
         return frame
 
@@ -192,16 +206,32 @@ class Hub:
         (their current wave has no open offer) look again now instead of at their
         next retry, so that he is offered them at once."""
         waiting = await self.requests.waiting()
-        if not waiting:
-            return
+        if waiting:
+            woken = await self._wake_unanswered(waiting)
+            log.debug("expert free expert=%s woken_requests=%d", expert_id, woken)
+
+    async def _wake_unanswered(self, request_ids: list[str]) -> int:
+        """Make the timers of those of these requests still unanswered (open to
+        anyone, no open offer in their current wave) due now; how many.
+
+        Checked again under the write lock: the read that chose them may be stale,
+        and waking a request whose next wave went out meanwhile would expire that
+        fresh wave at once (its timer's run ends the current wave).
+        """
         now_ms = to_ms(self.clock.now())
-        async with self.db.transaction() as conn:
-            for request_id in waiting:
+
+        def hasten(conn: sqlite3.Connection) -> int:
+            still = self.requests.unanswered(conn, request_ids)
+            for request_id in still:
                 # A wake: a request already due (one burst wakes it many times) keeps
                 # the due time its claimant is about to match.
-                await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
-        self.timers.wake()
-        log.info("expert free expert=%s waiting_requests=%d", expert_id, len(waiting))
+                self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
+            return len(still)
+
+        woken = await self.db.write(hasten)
+        if woken:
+            self.timers.wake()
+        return woken
 
     # -- creating and matching ---------------------------------------------------
 
@@ -261,15 +291,19 @@ class Hub:
             if proposed
             else now + timedelta(seconds=self.settings.request_ttl),
         )
+        # Most requests (no direct expert, no attachments) are stored with their
+        # first wave, in one transaction. The others are stored with their notice
+        # and links first; their first wave follows as any later wave does.
+        notified: int | None = None
+        deferred = False
         try:
-            async with self.db.transaction() as conn:
-                await self.requests.insert(conn, request, cmd.cid)
-                await self.attachments.link(conn, list(files), request_id=request.id)
-                await self._add_direct_notice(conn, request, user, direct, now)
-                # The first wave's timer is part of the request: a create cut off
-                # after this commit still gets its waves and its end.
-                first = now + timedelta(seconds=FIRST_WAVE_GRACE)
-                await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(first))
+            if direct is None and not files:
+                try:
+                    notified = await self._dispatch(request, user, new=True, cid=cmd.cid)
+                except Unavailable:
+                    deferred = True
+            if notified is None:
+                await self._store_alone(request, user, cmd.cid, list(files), direct, now)
         except sqlite3.IntegrityError:
             # The same cid raced in on another socket or node: its request won.
             existing = await self.requests.by_cid(user.id, cmd.cid) if cmd.cid else None
@@ -279,21 +313,46 @@ class Hub:
         if direct is not None and self.notices is not None:
             self.notices.kick()
         self.metrics.request_created(request.kind)
-        log.info(
+        # At debug, as the wave: on the hot path, and "request closed" tells the outcome.
+        log.debug(
             "request created request=%s customer=%s kind=%s direct=%s",
             request.id,
             user.id,
             request.kind,
             request.direct_expert_id,
         )
-        try:
-            notified = await self._dispatch(request, user)
-        except Unavailable:
+        if notified is None and not deferred:
+            try:
+                notified = await self._dispatch(request, user)
+            except Unavailable:
+                deferred = True
+        if notified is None:
             # Stored with its timer (FIRST_WAVE_GRACE): the timer sends the first
             # wave once the bus answers again. The create itself is done.
             log.warning("first wave deferred request=%s: the bus is unavailable", request.id)
             return {"request": request.to_wire()}
         return {"request": replace(request, wave=1, notified=notified).to_wire()}
+
+    async def _store_alone(
+        self,
+        request: Request,
+        user: User,
+        cid: str | None,
+        files: list[str],
+        direct: User | None,
+        now: datetime,
+    ) -> None:
+        """Store a new request without its first wave: with its attachments' links and
+        its direct notice, and its timer, which sends the first wave if nobody does."""
+        async with self.db.transaction() as conn:
+            await self.requests.insert(conn, request, cid)
+            if files:
+                await self.attachments.link(conn, files, request_id=request.id)
+            await self._add_direct_notice(conn, request, user, direct, now)
+            # The first wave's timer is part of the request: a create cut off
+            # after this commit still gets its waves and its end.
+            first = now + timedelta(seconds=FIRST_WAVE_GRACE)
+            await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(first))
 
     async def _check_create_limit(self, user: User, now: datetime) -> None:
         """``--create-limit``: at most N requests *not accepted* in the last period.
@@ -338,8 +397,14 @@ class Hub:
             sms=True,
         )
 
-    async def _dispatch(self, request: Request, customer: User) -> int:
-        """Send the next wave of offers; schedule the next look; the new ``notified``."""
+    async def _dispatch(
+        self, request: Request, customer: User, *, new: bool = False, cid: str | None = None
+    ) -> int:
+        """Send the next wave of offers; schedule the next look; the new ``notified``.
+
+        ``new``: the request is not stored yet; it is, with this wave (and its
+        ``cid``: ``sqlite3.IntegrityError`` if the customer used it already).
+        """
         now = self.clock.now()
         wave_no = request.wave + 1
         if request.direct_expert_id is not None:
@@ -360,17 +425,21 @@ class Hub:
             else:
                 retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                 next_due = min(now + timedelta(seconds=retry), request.expires_at)
-        rates: dict[str, int | None] = {}
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                "SELECT status, wave FROM requests WHERE id = ?", (request.id,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None or row[0] != "open" or row[1] != request.wave:
+        batch, depth = self.settings.offer_batch, WAVE_DEPTH * self.settings.offer_batch
+        instant = request.kind == "instant" and request.direct_expert_id is None
+
+        def write_wave(
+            conn: sqlite3.Connection, candidates: list[str], next_due: datetime
+        ) -> tuple[list[str], int, dict[str, int | None], datetime]:
+            # One transaction, run at once in the database's thread.
+            if new:
+                self.requests.insert_in(conn, request, cid)
+            elif self.requests.wave_of(conn, request.id) != ("open", request.wave):
                 # Closed, or this wave was sent meanwhile (by the create and by its
                 # timer at once, or by two nodes): once only.
-                return request.notified
-            if chosen and request.kind == "instant" and request.direct_expert_id is None:
+                raise _WaveSent
+            wave = candidates
+            if wave and instant:
                 # Chosen from committed reads, but an expert may have won another
                 # request (or gone away) since: his offer would never be answered.
                 # Under the write lock that question has one answer.
@@ -378,26 +447,35 @@ class Hub:
                 # offered another instant request (by a wave written since) go last,
                 # so that concurrent waves spread over the free experts instead of
                 # racing for the same ones (core.matching.spread).
-                holding = await self.requests.holding_instant_offers(conn)
-                order = spread(chosen, holding)[: WAVE_DEPTH * self.settings.offer_batch]
-                chosen = (await self.users.still_free(conn, order))[: self.settings.offer_batch]
-                if not chosen:
+                order = spread(wave, self.requests.holding_instant_offers(conn))[:depth]
+                wave = self.users.still_free(conn, order)[:batch]
+                if not wave:
                     retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
             notified = request.notified
-            if chosen:
-                notified, rates = await self.requests.add_wave(
-                    conn, request.id, wave_no, chosen, now, expires_at
+            rates: dict[str, int | None] = {}
+            if wave:
+                notified, rates = self.requests.add_wave(
+                    conn, request.id, wave_no, wave, now, expires_at
                 )
             # An empty wave waits for its retry, unless an expert turned free while it
             # was being chosen (his wake found this timer running): then it looks again now.
-            await self.timer_store.schedule(
+            self.timer_store.schedule_in(
                 conn,
                 REQUEST_TIMER,
                 request.id,
                 to_ms(next_due),
-                woken_ms=None if chosen else to_ms(now),
+                woken_ms=None if wave else to_ms(now),
             )
+            return wave, notified, rates, next_due
+
+        try:
+            found, due = chosen, next_due
+            chosen, notified, rates, next_due = await self.db.write(
+                lambda conn: write_wave(conn, found, due)
+            )
+        except _WaveSent:
+            return request.notified
         self.timers.wake()
         if chosen:
             # Their last offer moved them down the ranking, on every node.
@@ -410,14 +488,13 @@ class Hub:
             for rate, experts in by_rate.items():
                 offer = request.offer_wire(customer.person(), expires_at, rate)
                 await self.bus.publish(experts, {"type": "offer.new", "offer": offer})
-            log.info(
-                "wave sent request=%s wave=%d experts=%d notified=%d",
+            log.debug(
+                "wave sent request=%s wave=%d notified=%d experts=%s",
                 request.id,
                 wave_no,
-                len(chosen),
                 notified,
+                chosen,
             )
-            log.debug("wave experts request=%s wave=%d experts=%s", request.id, wave_no, chosen)
         await self.bus.publish(
             [request.customer_id],
             {
@@ -454,28 +531,44 @@ class Hub:
             if customer is not None:
                 await self._dispatch(await self.with_attachments(request), customer)
             return
-        async with self.db.transaction() as conn:
-            expired = await self.requests.close_offers(
-                conn, request.id, "expired", "expired", now, wave=request.wave
+
+        def expire(conn: sqlite3.Connection) -> tuple[list[str], datetime | None]:
+            # Only the offers whose time is up. A wake read before this wave went
+            # out (a stale one: an expert turned free, a decline, another node)
+            # must not cut a fresh wave short: its timer goes back to its end.
+            expired = self.requests.close_offers(
+                conn, request.id, "expired", "expired", now, wave=request.wave, ended=True
             )
+            live = self.requests.wave_end(conn, request.id, request.wave)
+            if live is not None:
+                self.timer_store.schedule_in(conn, REQUEST_TIMER, request.id, to_ms(live))
+            return expired, live
+
+        expired, live = await self.db.write(expire)
         if expired:
             await self.bus.publish(
                 expired, {"type": "offer.revoked", "request_id": request.id, "reason": "expired"}
             )
+        if live is not None:
+            self.timers.wake()
+            log.debug("request timer early request=%s: its wave is out till %s", request.id, live)
+            return
         if customer is not None:
             await self._dispatch(await self.with_attachments(request), customer)
 
     async def _schedule(self, request_id: str, at: datetime) -> None:
         """Move the request's timer to ``at`` (its own handler's next look)."""
-        async with self.db.transaction() as conn:
-            await self.timer_store.schedule(conn, REQUEST_TIMER, request_id, to_ms(at))
+        await self.db.write(
+            lambda conn: self.timer_store.schedule_in(conn, REQUEST_TIMER, request_id, to_ms(at))
+        )
         self.timers.wake()
 
     async def _hasten(self, request_id: str) -> None:
         """Make the request's timer due now, unless it already is (a wake-up)."""
         now_ms = to_ms(self.clock.now())
-        async with self.db.transaction() as conn:
-            await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
+        await self.db.write(
+            lambda conn: self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
+        )
         self.timers.wake()
 
     # -- closing: accept, decline, cancel, expire -----------------------------------
@@ -488,6 +581,17 @@ class Hub:
         time: datetime | None = None,
     ) -> str | None:
         """Claim the request's one final decision; None if ours (and applied), else the holder's."""
+        held, _session = await self._decide(request, status, expert_id, time)
+        return held
+
+    async def _decide(
+        self,
+        request: Request,
+        status: rules.RequestStatus,
+        expert_id: str | None = None,
+        time: datetime | None = None,
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """:meth:`_close`, and the session an accept made (as its participants see it)."""
         # status:expert:booked time:nonce — the nonce makes each attempt's value unique.
         booked = str(to_ms(time)) if time else ""
         value = f"{status}:{expert_id or ''}:{booked}:{secrets.token_hex(4)}"
@@ -500,7 +604,7 @@ class Hub:
             log.info("claim of an earlier attempt adopted request=%s", request.id)
             value, held = held, None
         if held is not None:
-            return held
+            return held, None
         try:
             applied = await self._apply(request, value)
         except _Overlap:
@@ -517,18 +621,19 @@ class Hub:
                 "accept refused request=%s expert=%s: busy, claim released", request.id, expert_id
             )
             raise InvalidState("you are in an active session") from None
-        if not applied:
+        if applied is False:
             # Closed in the database without a claim (the bus lost its data): it decided.
             fresh = await self.requests.get(request.id)
-            return fresh.status if fresh else "expired"
-        return None
+            return (fresh.status if fresh else "expired"), None
+        return None, applied if isinstance(applied, dict) else None
 
     def _claim_ttl(self, request: Request) -> float:
         left = (request.expires_at - self.clock.now()).total_seconds()
         return max(left, 0.0) + CLAIM_GRACE
 
-    async def _apply(self, request: Request, value: str) -> bool:
-        """Write a claimed decision and send its events; False if the request was not open."""
+    async def _apply(self, request: Request, value: str) -> dict[str, Any] | bool:
+        """Write a claimed decision and send its events: the session an accept made,
+        True for another decision, False if the request was not open."""
         status, expert_id, booked, _nonce = value.split(":", 3)
         time = from_ms(int(booked)) if booked else None
         now = self.clock.now()
@@ -546,26 +651,27 @@ class Hub:
         expert_id: str,
         time: datetime | None,
         now: datetime,
-    ) -> bool:
-        """Write a decision in one transaction, then send its events."""
-        session: Session | None = None
+    ) -> dict[str, Any] | bool:
+        """Write a decision in one transaction, then send its events.
+
+        The session made by an accept (as its participants see it), True for any
+        other decision, False if the request was no longer open.
+        """
         offer_status, reason = _OFFERS_ON_CLOSE[status]
-        async with self.db.transaction() as conn:
+        length = self.settings.session_length
+
+        def write(conn: sqlite3.Connection) -> _Written | None:
+            # One transaction, run at once in the database's thread.
+            session: Session | None = None
             if status == "accepted":
                 if time is not None:
-                    taken = await self.sessions.booked_in(conn, expert_id)
-                    if any(schedule.overlaps(time, t, self.settings.session_length) for t in taken):
+                    taken = self.sessions.booked_in(conn, expert_id)
+                    if any(schedule.overlaps(time, t, length) for t in taken):
                         raise _Overlap
-                elif await self.sessions.active_of_expert_in(conn, expert_id) is not None:
+                elif self.sessions.busy_in(conn, [expert_id]):
                     # The busy check of accept() read before the claim; this one is
                     # under the write lock, so two accepts of one expert cannot both pass.
                     raise _Busy
-                offer = await self.requests.offer_in(conn, request.id, expert_id)
-                rate = offer.rate_cents_per_15min if offer is not None else None
-                if rate is None:
-                    # An offer made before rates were fixed in offers (v5).
-                    profile = await self.users.profile(expert_id)
-                    rate = profile.rate_cents_per_15min if profile else 0
                 session = Session(
                     id=new_id("s"),
                     request_id=request.id,
@@ -577,11 +683,11 @@ class Hub:
                     scheduled_at=time,
                     # The rate of his offer: what the customer was shown, not what
                     # the expert may have set since.
-                    rate_cents_per_15min=rate,
+                    rate_cents_per_15min=self.requests.offer_rate(conn, request.id, expert_id),
                     created_at=now,
                     started_at=now if request.kind == "instant" else None,
                 )
-            notified = await self.requests.close(
+            notified = self.requests.close(
                 conn,
                 request.id,
                 status,  # type: ignore[arg-type]
@@ -590,29 +696,41 @@ class Hub:
                 expert_id=expert_id or None,
             )
             if notified is None:
-                return False
+                return None
             withdrawn: list[str] = []
             if session is not None:
-                await self.sessions.insert(conn, session)
+                self.sessions.insert(conn, session)
                 if session.status == "active":
                     # Busy now: his offers of other instant requests could only
                     # answer invalid_state; hand them back to those requests.
-                    withdrawn = await self.requests.withdraw_instant_offers(conn, expert_id, now)
+                    withdrawn = self.requests.withdraw_instant_offers(conn, expert_id, now)
                 if time is not None:
-                    await self._schedule_session_timers(conn, session.id, time, now)
-                await self.requests.close_offers(
+                    self._schedule_session_timers(conn, session.id, time, now)
+                self.requests.close_offers(
                     conn, request.id, "accepted", None, now, expert_id=expert_id
                 )
-            revoked = await self.requests.close_offers(conn, request.id, offer_status, reason, now)
+            revoked = self.requests.close_offers(conn, request.id, offer_status, reason, now)
             answered = expert_id if session is not None else None
             if status == "declined":
                 answered = request.direct_expert_id
             if answered:
-                await self.users.note_response(conn, answered)
-            await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
-        if answered:
+                self.users.note_response(conn, answered)
+            self.timer_store.cancel_in(conn, REQUEST_TIMER, request.id)
+            people: dict[str, dict[str, Any]] = {}
+            if session is not None:
+                # Read here, not after: the hop is paid already.
+                users = self.users.many_in(conn, list(session.participants()))
+                people = {uid: u.person() for uid, u in users.items()}
+            return _Written(notified, session, people, withdrawn, revoked, answered)
+
+        written = await self.db.write(write)
+        if written is None:
+            return False
+        session = written.session
+        self._note_closed(request.id, status, [*written.revoked, expert_id])
+        if written.answered:
             # His response time changed, and so did his rank.
-            await self.bus.experts_changed([answered])
+            await self.bus.experts_changed([written.answered])
         log.info(
             "request closed request=%s status=%s expert=%s session=%s",
             request.id,
@@ -620,11 +738,12 @@ class Hub:
             expert_id or None,
             session.id if session else None,
         )
-        if revoked and reason is not None:
+        if written.revoked and reason is not None:
             await self.bus.publish(
-                revoked, {"type": "offer.revoked", "request_id": request.id, "reason": reason}
+                written.revoked,
+                {"type": "offer.revoked", "request_id": request.id, "reason": reason},
             )
-        for other in withdrawn:
+        for other in written.withdrawn:
             await self.bus.publish(
                 [expert_id], {"type": "offer.revoked", "request_id": other, "reason": "taken"}
             )
@@ -633,28 +752,34 @@ class Hub:
             "type": "request.update",
             "request_id": request.id,
             "status": status,
-            "notified": notified,
+            "notified": written.notified,
         }
+        wire: dict[str, Any] | None = None
         if session is not None:
-            people = await self.people(session.participants())
+            wire = session.to_wire(written.people)
             update["session_id"] = session.id
-            update["expert"] = people.get(expert_id)
+            update["expert"] = written.people.get(expert_id)
             await self.bus.publish(
-                session.participants(),
-                {"type": "session.update", "session": session.to_wire(people)},
+                session.participants(), {"type": "session.update", "session": wire}
             )
         await self.bus.publish([request.customer_id], update)
-        return True
+        return wire if wire is not None else True
 
-    async def _schedule_session_timers(
-        self, conn: Any, session_id: str, starts_at: datetime, now: datetime
+    def _note_closed(self, request_id: str, status: str, holders: list[str]) -> None:
+        """Remember that this node closed a request, and who held its offers then."""
+        self._closed[request_id] = (status, frozenset(h for h in holders if h))  # type: ignore[assignment]
+        if len(self._closed) > CLOSED_NOTES:
+            del self._closed[next(iter(self._closed))]
+
+    def _schedule_session_timers(
+        self, conn: sqlite3.Connection, session_id: str, starts_at: datetime, now: datetime
     ) -> None:
         """A booked session's reminders and its no-show check, as durable timers."""
         for r in schedule.reminders(starts_at, self.settings.reminders, now):
             ref = f"{session_id}|{int(r.seconds_before * 1000)}"
-            await self.timer_store.schedule(conn, REMINDER_TIMER, ref, to_ms(r.due))
+            self.timer_store.schedule_in(conn, REMINDER_TIMER, ref, to_ms(r.due))
         due = starts_at + timedelta(seconds=self.settings.no_show)
-        await self.timer_store.schedule(conn, NO_SHOW_TIMER, session_id, to_ms(due))
+        self.timer_store.schedule_in(conn, NO_SHOW_TIMER, session_id, to_ms(due))
 
     async def _repair(self, request: Request, held: str) -> None:
         """A claim was won but never written (its node died in between): write it now.
@@ -676,41 +801,56 @@ class Hub:
         """First accept wins; every other one learns why it lost."""
         if user.role != "expert":
             raise Forbidden("only experts accept offers")
-        # The offer before the request: the transaction that revokes an offer also
-        # closes its request, so this order never sees a revoked offer of an open one.
-        offer = await self.requests.offer(cmd.request_id, user.id)
-        request = await self.requests.get(cmd.request_id) if offer else None
         time = None
         if cmd.time is not None:
             try:
                 time = from_wire(cmd.time)
             except ValueError:
                 raise InvalidField("time must be ISO-8601 with an offset", "time") from None
+        closed = self._closed.get(cmd.request_id)
+        if closed is not None and user.id in closed[1]:
+            # The race is over, decided on this node, and he held an offer: what
+            # the reads and the claim would answer, without them (most accepts lose).
+            self.metrics.races_lost.inc()
+            raise rules.closed_error(closed[0])
+
+        def read(conn: sqlite3.Connection) -> tuple[Offer | None, Request | None, bool]:
+            # The offer before the request: the transaction that revokes an offer also
+            # closes its request, so this order never sees a revoked offer of an open one.
+            offer = self.requests.offer_in(conn, cmd.request_id, user.id)
+            request = self.requests.get_in(conn, cmd.request_id) if offer else None
+            instant = request is not None and request.kind == "instant"
+            return offer, request, instant and bool(self.sessions.busy_in(conn, [user.id]))
+
+        # One hop to the database for the three reads: most accepts lose the race.
+        offer, request, busy = await self.db.read(read)
         booked = rules.check_accept(
             request.view() if request else None,
             offer.view() if offer else None,
             self.clock.now(),
             time,
+            busy,
         )
         assert request is not None
-        if request.kind == "instant" and await self.sessions.busy([user.id]):
-            raise InvalidState("you are in an active session")
         if booked is not None:
             if booked <= self.clock.now():
                 raise InvalidState("that time has passed")
             taken = await self.sessions.booked(user.id)
             if any(schedule.overlaps(booked, t, self.settings.session_length) for t in taken):
                 raise InvalidState("you have another session at that time")
-        held = await self._close(request, "accepted", user.id, booked)
+        held, session = await self._decide(request, "accepted", user.id, booked)
         if held is not None:
             self.metrics.races_lost.inc()
             log.debug("accept lost request=%s expert=%s held=%s", request.id, user.id, held)
             raise _lost(held)
         self.metrics.accepts.inc()
         self.metrics.accept_latency.observe((self.clock.now() - request.created_at).total_seconds())
-        session = await self.sessions.by_request(request.id)
-        assert session is not None
-        return {"session": await self.session_wire(session)}
+        if session is None:
+            # Adopted from an earlier attempt whose events went out then.
+            made = await self.sessions.by_request(request.id)
+            assert made is not None
+            session = await self.session_wire(made)
+        return {"session": session}
 
     async def decline(self, user: User, cmd: OfferDecline) -> dict[str, Any]:
         """Pass on an offer. A direct request's one decline closes it as ``declined``."""
@@ -726,11 +866,12 @@ class Hub:
                 raise _lost(held)
             return {}
         now = self.clock.now()
-        async with self.db.transaction() as conn:
-            await self.requests.close_offers(
-                conn, request.id, "declined", None, now, expert_id=user.id
-            )
-            await self.users.note_response(conn, user.id)
+
+        def write(conn: sqlite3.Connection) -> None:
+            self.requests.close_offers(conn, request.id, "declined", None, now, expert_id=user.id)
+            self.users.note_response(conn, user.id)
+
+        await self.db.write(write)
         await self.bus.experts_changed([user.id])
         log.info("offer declined request=%s expert=%s", request.id, user.id)
         if offer.wave == request.wave:
@@ -771,12 +912,9 @@ class Hub:
 
     async def _advance_if_unanswered(self, request_id: str) -> None:
         """If no offer of the request's current wave is open, send the next wave now."""
-        request = await self.requests.get(request_id)
-        if request is None or request.status != "open" or request.direct_expert_id:
-            return
-        if not await self.requests.open_offer_count(request.id, request.wave):
-            log.debug("wave unanswered request=%s wave=%d: next wave now", request.id, request.wave)
-            await self._hasten(request.id)
+        if await self.db.read(lambda conn: self.requests.unanswered(conn, [request_id])):
+            log.debug("wave unanswered request=%s: next wave now", request_id)
+            await self._wake_unanswered([request_id])
 
     async def cancel(self, user: User, cmd: RequestCancel) -> dict[str, Any]:
         """The customer withdraws an open request."""
@@ -832,6 +970,26 @@ _OFFERS_ON_CLOSE: dict[str, tuple[rules.OfferStatus, str | None]] = {
     "expired": ("expired", "expired"),
     "declined": ("declined", None),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What the transaction that closed a request did."""
+
+    notified: int
+    session: Session | None
+    # The session's participants, as ``{id: {id, name, role}}``.
+    people: dict[str, dict[str, Any]]
+    # Requests whose offers to the winner were withdrawn (he is busy now).
+    withdrawn: list[str]
+    # Experts whose offers of this request were closed (told why, if anyone).
+    revoked: list[str]
+    # The expert whose answer counts towards his response time, if any.
+    answered: str | None
+
+
+class _WaveSent(Exception):
+    """The wave about to be written was sent meanwhile, or its request closed."""
 
 
 class _Overlap(Exception):

@@ -644,6 +644,21 @@ class Database:
                 lambda: writer._execute(_in_transaction, writer._conn, work)  # type: ignore[no-untyped-call]
             )
 
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the reader connection, in **one** job of its thread.
+
+        :meth:`write`'s counterpart for reads: several committed reads for one
+        hop instead of one hop each. Each statement sees what was committed when
+        it ran (no snapshot is held across them, nor across an ``await``).
+        ``work`` is synchronous and must not touch anything of the event loop's.
+        """
+        if self._reader is None:
+            raise RuntimeError("database is not open")
+        reader = self._reader
+        # As in write(): aiosqlite's one private call, to run a function in its thread.
+        result: T = await reader._execute(work, reader._conn)  # type: ignore[no-untyped-call]
+        return result
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from a committed read, or None."""
         rows = await self.fetchall(sql, params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,14 @@ from rtserver.storage.db import Database, Row
 _HOLDING = (
     "SELECT DISTINCT o.expert_id FROM offers o JOIN requests r ON r.id = o.request_id"
     " WHERE r.status = 'open' AND r.kind = 'instant' AND o.status = 'open'"
+)
+
+# An open request to anyone whose current wave holds no open offer: its next wave
+# may go out now (alias r for requests).
+_UNANSWERED = (
+    "r.status = 'open' AND r.direct_expert_id IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.wave = r.wave"
+    " AND o.status = 'open')"
 )
 
 
@@ -134,6 +143,31 @@ def _request(row: Row) -> Request:
     )
 
 
+_INSERT = (
+    "INSERT INTO requests (id, customer_id, kind, title, description, skills, language,"
+    " direct_expert_id, proposed_times, attachment_ids, status, created_at, expires_at,"
+    " cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)"
+)
+
+
+def _insert_params(r: Request, cid: str | None) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.customer_id,
+        r.kind,
+        r.title,
+        r.description,
+        json.dumps(r.skills),
+        r.language,
+        r.direct_expert_id,
+        json.dumps([to_ms(t) for t in r.proposed_times]),
+        json.dumps(r.attachment_ids),
+        to_ms(r.created_at),
+        to_ms(r.expires_at),
+        cid,
+    )
+
+
 def _offer(row: Row) -> Offer:
     return Offer(
         row["request_id"],
@@ -157,26 +191,12 @@ class RequestStore:
         ``cid`` is the customer's key for it: a second insert with the same one
         raises ``sqlite3.IntegrityError`` (see :meth:`by_cid`).
         """
-        await conn.execute(
-            "INSERT INTO requests (id, customer_id, kind, title, description, skills, language,"
-            " direct_expert_id, proposed_times, attachment_ids, status, created_at, expires_at,"
-            " cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
-            (
-                r.id,
-                r.customer_id,
-                r.kind,
-                r.title,
-                r.description,
-                json.dumps(r.skills),
-                r.language,
-                r.direct_expert_id,
-                json.dumps([to_ms(t) for t in r.proposed_times]),
-                json.dumps(r.attachment_ids),
-                to_ms(r.created_at),
-                to_ms(r.expires_at),
-                cid,
-            ),
-        )
+        await conn.execute(_INSERT, _insert_params(r, cid))
+
+    def insert_in(self, conn: sqlite3.Connection, r: Request, cid: str | None = None) -> None:
+        """:meth:`insert`, in a transaction run in the database's thread
+        (:meth:`rtserver.storage.db.Database.write`)."""
+        conn.execute(_INSERT, _insert_params(r, cid))
 
     async def get(self, request_id: str) -> Request | None:
         """A request by id, or None."""
@@ -209,7 +229,11 @@ class RequestStore:
 
     async def open_of_customer(self, customer_id: str) -> list[Request]:
         """A customer's open requests, oldest first."""
-        rows = await self.db.fetchall(
+        return await self.db.read(lambda conn: self.open_of_customer_in(conn, customer_id))
+
+    def open_of_customer_in(self, conn: sqlite3.Connection, customer_id: str) -> list[Request]:
+        """:meth:`open_of_customer`, in the database's thread (``Database.read``)."""
+        rows = conn.execute(
             "SELECT * FROM requests WHERE customer_id = ? AND status = 'open' ORDER BY created_at",
             (customer_id,),
         )
@@ -217,7 +241,13 @@ class RequestStore:
 
     async def open_offers_of(self, expert_id: str, now: datetime) -> list[tuple[Request, Offer]]:
         """An expert's offers still open (by status and by time), oldest first."""
-        rows = await self.db.fetchall(
+        return await self.db.read(lambda conn: self.open_offers_in(conn, expert_id, now))
+
+    def open_offers_in(
+        self, conn: sqlite3.Connection, expert_id: str, now: datetime
+    ) -> list[tuple[Request, Offer]]:
+        """:meth:`open_offers_of`, in the database's thread (``Database.read``)."""
+        rows = conn.execute(
             "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
             " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"
             " o.rate_cents_per_15min AS o_rate"
@@ -241,24 +271,13 @@ class RequestStore:
             for r in rows
         ]
 
-    async def offered_experts(self, request_id: str) -> set[str]:
-        """Every expert this request was ever offered to."""
-        rows = await self.db.fetchall(
-            "SELECT expert_id FROM offers WHERE request_id = ?", (request_id,)
-        )
-        return {r["expert_id"] for r in rows}
+    # The methods below that take a ``sqlite3.Connection`` are synchronous: they
+    # run inside one job of the database's thread (Database.write / read), each
+    # statement a plain call, so that a unit of work costs one thread hop.
 
-    async def open_offer_count(self, request_id: str, wave: int) -> int:
-        """How many offers of this wave are still unanswered."""
-        row = await self.db.fetchone(
-            "SELECT count(*) FROM offers WHERE request_id = ? AND wave = ? AND status = 'open'",
-            (request_id, wave),
-        )
-        return int(row[0]) if row else 0
-
-    async def add_wave(
+    def add_wave(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         request_id: str,
         wave: int,
         expert_ids: list[str],
@@ -270,42 +289,63 @@ class RequestStore:
         Returns the request's new ``notified`` count and the rate of each offer.
         """
         now_ms = to_ms(now)
-        await conn.executemany(
+        conn.executemany(
             "INSERT OR IGNORE INTO offers (request_id, expert_id, wave, created_at, expires_at,"
             " rate_cents_per_15min) VALUES (?, ?, ?, ?, ?,"
             " (SELECT rate_cents_per_15min FROM expert_profiles WHERE user_id = ?))",
             [(request_id, e, wave, now_ms, to_ms(expires_at), e) for e in expert_ids],
         )
         marks = ",".join("?" * len(expert_ids))
-        async with conn.execute(
-            f"SELECT expert_id, rate_cents_per_15min FROM offers WHERE request_id = ?"
-            f" AND expert_id IN ({marks})",
-            (request_id, *expert_ids),
-        ) as cur:
-            rates: dict[str, int | None] = {r[0]: r[1] for r in await cur.fetchall()}
-        await conn.executemany(
+        rates: dict[str, int | None] = {
+            r[0]: r[1]
+            for r in conn.execute(
+                f"SELECT expert_id, rate_cents_per_15min FROM offers WHERE request_id = ?"
+                f" AND expert_id IN ({marks})",
+                (request_id, *expert_ids),
+            )
+        }
+        conn.executemany(
             "UPDATE users SET last_offered_at = ? WHERE id = ?", [(now_ms, e) for e in expert_ids]
         )
-        async with conn.execute(
+        row = conn.execute(
             "UPDATE requests SET wave = ?, notified = notified + ? WHERE id = ? RETURNING notified",
             (wave, len(expert_ids), request_id),
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         return (int(row[0]) if row else 0), rates
 
-    async def offer_in(
-        self, conn: aiosqlite.Connection, request_id: str, expert_id: str
-    ) -> Offer | None:
-        """The offer of a request to an expert, read inside the caller's transaction."""
-        async with conn.execute(
+    def wave_of(self, conn: sqlite3.Connection, request_id: str) -> tuple[str, int] | None:
+        """The request's status and current wave, or None."""
+        row = conn.execute(
+            "SELECT status, wave FROM requests WHERE id = ?", (request_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def get_in(self, conn: sqlite3.Connection, request_id: str) -> Request | None:
+        """A request by id."""
+        row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return _request(row) if row else None
+
+    def offer_in(self, conn: sqlite3.Connection, request_id: str, expert_id: str) -> Offer | None:
+        """The offer of a request to an expert."""
+        row = conn.execute(
             "SELECT * FROM offers WHERE request_id = ? AND expert_id = ?", (request_id, expert_id)
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         return _offer(row) if row else None
 
-    async def close(
+    def offer_rate(self, conn: sqlite3.Connection, request_id: str, expert_id: str) -> int:
+        """The rate the session of this offer is charged at: the one fixed in the offer,
+        or for an offer made before rates were fixed in offers (v5), the expert's now."""
+        row = conn.execute(
+            "SELECT coalesce((SELECT rate_cents_per_15min FROM offers WHERE request_id = ?"
+            " AND expert_id = ?), (SELECT rate_cents_per_15min FROM expert_profiles"
+            " WHERE user_id = ?), 0)",
+            (request_id, expert_id, expert_id),
+        ).fetchone()
+        return int(row[0])
+
+    def close(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         request_id: str,
         status: RequestStatus,
         now: datetime,
@@ -314,17 +354,16 @@ class RequestStore:
         expert_id: str | None = None,
     ) -> int | None:
         """Move an open request to a final status; its ``notified``, or None if not open."""
-        async with conn.execute(
+        row = conn.execute(
             "UPDATE requests SET status = ?, closed_at = ?, session_id = ?, accepted_expert_id = ?"
             " WHERE id = ? AND status = 'open' RETURNING notified",
             (status, to_ms(now), session_id, expert_id, request_id),
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         return int(row[0]) if row else None
 
-    async def close_offers(
+    def close_offers(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         request_id: str,
         status: OfferStatus,
         reason: str | None,
@@ -332,8 +371,10 @@ class RequestStore:
         *,
         wave: int | None = None,
         expert_id: str | None = None,
+        ended: bool = False,
     ) -> list[str]:
-        """Close the request's open offers (of one wave, or one expert); who held them."""
+        """Close the request's open offers (of one wave, or one expert; only those whose
+        time is up at ``now`` if ``ended``); who held them."""
         sql = (
             "UPDATE offers SET status = ?, reason = ?, closed_at = ?"
             " WHERE request_id = ? AND status = 'open'"
@@ -342,48 +383,67 @@ class RequestStore:
         if wave is not None:
             sql += " AND wave = ?"
             params.append(wave)
+        if ended:
+            sql += " AND expires_at <= ?"
+            params.append(to_ms(now))
         if expert_id is not None:
             sql += " AND expert_id = ?"
             params.append(expert_id)
-        async with conn.execute(sql + " RETURNING expert_id", params) as cur:
-            return [r[0] for r in await cur.fetchall()]
+        return [r[0] for r in conn.execute(sql + " RETURNING expert_id", params)]
 
-    async def holding_instant_offers(self, conn: aiosqlite.Connection | None = None) -> set[str]:
-        """Experts who hold an open offer of an open instant request, read inside the
-        caller's transaction, or (no ``conn``) committed (few: the open instant
-        requests' current waves)."""
-        if conn is None:
-            rows = await self.db.fetchall(_HOLDING)
-            return {r[0] for r in rows}
-        async with conn.execute(_HOLDING) as cur:
-            return {r[0] for r in await cur.fetchall()}
+    def wave_end(self, conn: sqlite3.Connection, request_id: str, wave: int) -> datetime | None:
+        """When the first still open offer of this wave ends, or None if none is open."""
+        row = conn.execute(
+            "SELECT min(expires_at) FROM offers WHERE request_id = ? AND wave = ?"
+            " AND status = 'open'",
+            (request_id, wave),
+        ).fetchone()
+        return from_ms(row[0]) if row and row[0] is not None else None
+
+    def offered_experts(self, conn: sqlite3.Connection, request_id: str) -> set[str]:
+        """Every expert this request was ever offered to."""
+        rows = conn.execute("SELECT expert_id FROM offers WHERE request_id = ?", (request_id,))
+        return {r[0] for r in rows}
+
+    def holding_instant_offers(self, conn: sqlite3.Connection) -> set[str]:
+        """Experts who hold an open offer of an open instant request (few: the open
+        instant requests' current waves)."""
+        return {r[0] for r in conn.execute(_HOLDING)}
 
     async def waiting(self, limit: int = 50) -> list[str]:
         """Open instant requests whose current wave holds no open offer, oldest first."""
         rows = await self.db.fetchall(
-            "SELECT r.id FROM requests r WHERE r.status = 'open' AND r.kind = 'instant'"
-            " AND r.direct_expert_id IS NULL AND NOT EXISTS (SELECT 1 FROM offers o"
-            " WHERE o.request_id = r.id AND o.wave = r.wave AND o.status = 'open')"
+            f"SELECT r.id FROM requests r WHERE r.kind = 'instant' AND {_UNANSWERED}"
             " ORDER BY r.created_at LIMIT ?",
             (limit,),
         )
         return [r["id"] for r in rows]
 
-    async def withdraw_instant_offers(
-        self, conn: aiosqlite.Connection, expert_id: str, now: datetime
+    def unanswered(self, conn: sqlite3.Connection, request_ids: list[str]) -> list[str]:
+        """Those of these requests still open to anyone whose current wave holds no
+        open offer, in order."""
+        marks = ",".join("?" * len(request_ids))
+        rows = conn.execute(
+            f"SELECT r.id FROM requests r WHERE r.id IN ({marks}) AND {_UNANSWERED}", request_ids
+        )
+        found = {r[0] for r in rows}
+        return [r for r in request_ids if r in found]
+
+    def withdraw_instant_offers(
+        self, conn: sqlite3.Connection, expert_id: str, now: datetime
     ) -> list[str]:
         """Revoke an expert's open offers of instant requests (he just became busy).
 
         Returns the requests they belonged to.
         """
-        async with conn.execute(
+        rows = conn.execute(
             "UPDATE offers SET status = 'revoked', reason = 'busy', closed_at = ?"
             " WHERE expert_id = ? AND status = 'open' AND request_id IN"
             " (SELECT id FROM requests WHERE kind = 'instant' AND status = 'open')"
             " RETURNING request_id",
             (to_ms(now), expert_id),
-        ) as cur:
-            return [r[0] for r in await cur.fetchall()]
+        )
+        return [r[0] for r in rows]
 
     async def withdraw_all_offers(
         self, conn: aiosqlite.Connection, expert_id: str, now: datetime

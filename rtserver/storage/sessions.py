@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -140,9 +141,10 @@ class SessionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert(self, conn: aiosqlite.Connection, s: Session) -> None:
-        """Store a new session, inside the caller's transaction."""
-        await conn.execute(
+    def insert(self, conn: sqlite3.Connection, s: Session) -> None:
+        """Store a new session, inside the caller's transaction (in the database's
+        thread: :meth:`rtserver.storage.db.Database.write`)."""
+        conn.execute(
             "INSERT INTO sessions (id, request_id, customer_id, expert_id, kind, title, status,"
             " scheduled_at, rate_cents_per_15min, created_at, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -224,7 +226,11 @@ class SessionStore:
 
     async def current_of(self, user_id: str) -> list[Session]:
         """A user's active and upcoming sessions, soonest first."""
-        rows = await self.db.fetchall(
+        return await self.db.read(lambda conn: self.current_in(conn, user_id))
+
+    def current_in(self, conn: sqlite3.Connection, user_id: str) -> list[Session]:
+        """:meth:`current_of`, in the database's thread (``Database.read``)."""
+        rows = conn.execute(
             "SELECT * FROM sessions WHERE (customer_id = ? OR expert_id = ?)"
             " AND status IN ('scheduled', 'active')"
             " ORDER BY coalesce(scheduled_at, created_at)",
@@ -256,14 +262,15 @@ class SessionStore:
             out.setdefault(r["expert_id"], []).append(from_ms(r["at"]))
         return out
 
-    async def booked_in(self, conn: aiosqlite.Connection, expert_id: str) -> list[datetime]:
-        """:meth:`booked`, inside the caller's transaction (sees its writes)."""
-        async with conn.execute(
+    def booked_in(self, conn: sqlite3.Connection, expert_id: str) -> list[datetime]:
+        """:meth:`booked`, inside the caller's transaction (sees its writes; in the
+        database's thread)."""
+        rows = conn.execute(
             "SELECT coalesce(scheduled_at, started_at, created_at) AS at FROM sessions"
             " WHERE expert_id = ? AND status IN ('scheduled', 'active')",
             (expert_id,),
-        ) as cur:
-            return [from_ms(r[0]) for r in await cur.fetchall()]
+        )
+        return [from_ms(r[0]) for r in rows]
 
     async def mark_joined(
         self, conn: aiosqlite.Connection, session: Session, user_id: str, now: datetime
@@ -320,13 +327,21 @@ class SessionStore:
         """Which of these experts are in an active session now."""
         if not expert_ids:
             return set()
+        return await self.db.read(lambda conn: self.busy_in(conn, expert_ids))
+
+    def busy_in(self, conn: sqlite3.Connection, expert_ids: list[str]) -> set[str]:
+        """:meth:`busy`, on a connection in the database's thread (sees the
+        caller's writes inside a transaction: under the write lock, the answer
+        holds until the commit)."""
+        if not expert_ids:
+            return set()
         marks = ",".join("?" * len(expert_ids))
-        rows = await self.db.fetchall(
+        rows = conn.execute(
             f"SELECT DISTINCT expert_id FROM sessions WHERE status = 'active'"
             f" AND expert_id IN ({marks})",
             expert_ids,
         )
-        return {r["expert_id"] for r in rows}
+        return {r[0] for r in rows}
 
     async def page(
         self,

@@ -19,6 +19,7 @@ retries it.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -28,6 +29,30 @@ from rtserver.storage.db import Database, Row
 
 # The longest error text kept for a failed timer or a dead letter.
 MAX_ERROR = 500
+
+
+_SCHEDULE = (
+    "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, ref) DO UPDATE SET"
+    " due_at = CASE WHEN timers.woken THEN ? ELSE excluded.due_at END,"
+    " woken = 0, lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL"
+)
+# Already due: the wake is kept (``woken``) for the run that may be under way,
+# which reads it when it moves the timer (TimerStore.schedule).
+_HASTEN = (
+    "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, ref) DO UPDATE SET"
+    " due_at = min(timers.due_at, excluded.due_at),"
+    " woken = CASE WHEN timers.due_at <= excluded.due_at THEN 1 ELSE timers.woken END"
+)
+_CANCEL = "DELETE FROM timers WHERE kind = ? AND ref = ?"
+
+
+def _schedule_params(
+    kind: str, ref: str, due_ms: int, woken_ms: int | None
+) -> tuple[str, str, int, int]:
+    wake = due_ms if woken_ms is None else min(due_ms, woken_ms)
+    return (kind, ref, due_ms, wake)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +94,25 @@ class TimerStore:
         :meth:`hasten`), it is due by then instead; a run that looked before the
         wake and found nothing to do puts itself off only past what it saw.
         """
-        wake = due_ms if woken_ms is None else min(due_ms, woken_ms)
-        await conn.execute(
-            "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, ref) DO UPDATE SET"
-            " due_at = CASE WHEN timers.woken THEN ? ELSE excluded.due_at END,"
-            " woken = 0, lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL",
-            (kind, ref, due_ms, wake),
-        )
+        await conn.execute(_SCHEDULE, _schedule_params(kind, ref, due_ms, woken_ms))
 
-    async def hasten(self, conn: aiosqlite.Connection, kind: str, ref: str, due_ms: int) -> None:
+    def schedule_in(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        ref: str,
+        due_ms: int,
+        *,
+        woken_ms: int | None = None,
+    ) -> None:
+        """:meth:`schedule`, in a transaction run in the database's thread
+        (:meth:`rtserver.storage.db.Database.write`)."""
+        conn.execute(_SCHEDULE, _schedule_params(kind, ref, due_ms, woken_ms))
+
+    def hasten(self, conn: sqlite3.Connection, kind: str, ref: str, due_ms: int) -> None:
         """Make a timer due by ``due_ms`` at the latest (set it if absent), inside the
-        caller's transaction: a wake-up.
+        caller's transaction, run in the database's thread
+        (:meth:`rtserver.storage.db.Database.write`): a wake-up.
 
         A timer due sooner than that (already due, perhaps running under a lease)
         is left exactly as it is. :meth:`schedule` would move it to the wake's own
@@ -88,19 +120,15 @@ class TimerStore:
         burst) every claim, made on the due time read a moment before, then failed,
         and the timer never ran (issue 8, defect 9).
         """
-        # Already due: the wake is kept (``woken``) for the run that may be under
-        # way, which reads it when it moves the timer (:meth:`schedule`).
-        await conn.execute(
-            "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, ref) DO UPDATE SET"
-            " due_at = min(timers.due_at, excluded.due_at),"
-            " woken = CASE WHEN timers.due_at <= excluded.due_at THEN 1 ELSE timers.woken END",
-            (kind, ref, due_ms),
-        )
+        conn.execute(_HASTEN, (kind, ref, due_ms))
 
     async def cancel(self, conn: aiosqlite.Connection, kind: str, ref: str) -> None:
         """Remove a timer, inside the caller's transaction."""
-        await conn.execute("DELETE FROM timers WHERE kind = ? AND ref = ?", (kind, ref))
+        await conn.execute(_CANCEL, (kind, ref))
+
+    def cancel_in(self, conn: sqlite3.Connection, kind: str, ref: str) -> None:
+        """:meth:`cancel`, in a transaction run in the database's thread."""
+        conn.execute(_CANCEL, (kind, ref))
 
     async def due(self, kinds: Collection[str], now_ms: int, limit: int = 100) -> list[Timer]:
         """Timers of these kinds due now and not leased by a live node, earliest first."""

@@ -175,15 +175,26 @@ class UserStore:
 
     async def by_id(self, user_id: str) -> User | None:
         """The account with this id, or None."""
-        row = await self.db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        return await self.db.read(lambda conn: self.by_id_in(conn, user_id))
+
+    def by_id_in(self, conn: sqlite3.Connection, user_id: str) -> User | None:
+        """:meth:`by_id`, in the database's thread (``Database.read`` or ``write``)."""
+        row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
         return _user(row) if row else None
 
     async def many(self, user_ids: list[str]) -> dict[str, User]:
         """Accounts by id."""
         if not user_ids:
             return {}
+        return await self.db.read(lambda conn: self.many_in(conn, user_ids))
+
+    def many_in(self, conn: sqlite3.Connection, user_ids: list[str]) -> dict[str, User]:
+        """:meth:`many`, on a connection in the database's thread
+        (:meth:`rtserver.storage.db.Database.read` or ``write``)."""
+        if not user_ids:
+            return {}
         marks = ",".join("?" * len(user_ids))
-        rows = await self.db.fetchall(f"SELECT * FROM users WHERE id IN ({marks})", user_ids)
+        rows = conn.execute(f"SELECT * FROM users WHERE id IN ({marks})", user_ids)
         return {r["id"]: _user(r) for r in rows}
 
     async def set_presence(self, user_id: str, status: str) -> None:
@@ -227,18 +238,19 @@ class UserStore:
                 [(user_id, lang) for lang in languages],
             )
 
-    async def still_free(self, conn: aiosqlite.Connection, expert_ids: list[str]) -> list[str]:
+    def still_free(self, conn: sqlite3.Connection, expert_ids: list[str]) -> list[str]:
         """Those of these experts still available and in no active session (in order),
-        read inside the caller's write transaction."""
+        read inside the caller's write transaction (in the database's thread:
+        :meth:`rtserver.storage.db.Database.write`)."""
         marks = ",".join("?" * len(expert_ids))
-        async with conn.execute(
+        rows = conn.execute(
             f"SELECT id FROM users WHERE id IN ({marks}) AND presence = 'available'"
             " AND status = 'active'"
             " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.expert_id = users.id"
             " AND s.status = 'active')",
             expert_ids,
-        ) as cur:
-            free = {r[0] for r in await cur.fetchall()}
+        )
+        free = {r[0] for r in rows}
         return [e for e in expert_ids if e in free]
 
     async def candidates(self, need: Need, *, available_only: bool) -> list[Candidate]:
@@ -340,24 +352,25 @@ class UserStore:
         )
         return cur.rowcount == 1
 
-    async def note_response(self, conn: aiosqlite.Connection, expert_id: str) -> None:
-        """Recompute an expert's median response time after he answered an offer.
+    def note_response(self, conn: sqlite3.Connection, expert_id: str) -> None:
+        """Recompute an expert's median response time after he answered an offer,
+        inside the caller's transaction (in the database's thread).
 
         The median over his latest answers (accepted or declined offers), so
         one slow day long ago does not follow him forever.
         """
-        async with conn.execute(
+        rows = conn.execute(
             "SELECT closed_at - created_at FROM offers WHERE expert_id = ?"
             " AND status IN ('accepted', 'declined') AND closed_at IS NOT NULL"
             " ORDER BY closed_at DESC LIMIT ?",
             (expert_id, RESPONSE_WINDOW),
-        ) as cur:
-            times = sorted(max(0, int(r[0])) for r in await cur.fetchall())
+        )
+        times = sorted(max(0, int(r[0])) for r in rows)
         if not times:
             return
         mid = len(times) // 2
         median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) // 2
-        await conn.execute(
+        conn.execute(
             "UPDATE expert_profiles SET response_ms = ? WHERE user_id = ?", (median, expert_id)
         )
 
