@@ -239,14 +239,11 @@ class RequestStore:
         )
         return [_request(r) for r in rows]
 
-    async def open_offers_of(self, expert_id: str, now: datetime) -> list[tuple[Request, Offer]]:
-        """An expert's offers still open (by status and by time), oldest first."""
-        return await self.db.read(lambda conn: self.open_offers_in(conn, expert_id, now))
-
     def open_offers_in(
         self, conn: sqlite3.Connection, expert_id: str, now: datetime
     ) -> list[tuple[Request, Offer]]:
-        """:meth:`open_offers_of`, in the database's thread (``Database.read``)."""
+        """An expert's offers still open (by status and by time), oldest first (in the
+        database's thread: ``Database.read``)."""
         rows = conn.execute(
             "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
             " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"

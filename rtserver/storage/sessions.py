@@ -224,12 +224,9 @@ class SessionStore:
         row = await self.db.fetchone("SELECT * FROM sessions WHERE request_id = ?", (request_id,))
         return _session(row) if row else None
 
-    async def current_of(self, user_id: str) -> list[Session]:
-        """A user's active and upcoming sessions, soonest first."""
-        return await self.db.read(lambda conn: self.current_in(conn, user_id))
-
     def current_in(self, conn: sqlite3.Connection, user_id: str) -> list[Session]:
-        """:meth:`current_of`, in the database's thread (``Database.read``)."""
+        """A user's active and upcoming sessions, soonest first (in the database's
+        thread: ``Database.read``)."""
         rows = conn.execute(
             "SELECT * FROM sessions WHERE (customer_id = ? OR expert_id = ?)"
             " AND status IN ('scheduled', 'active')"
