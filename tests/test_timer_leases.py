@@ -153,13 +153,15 @@ async def test_a_lease_is_renewed_while_its_handler_runs(data_dir: Path) -> None
 
 
 async def test_a_slow_sender_is_not_run_twice_by_another_node(data_dir: Path) -> None:
-    """Node a sends slowly (2.5 leases per message); node b queues a second message
-    meanwhile. Each message goes out once, the slow one by a alone."""
+    """Both nodes send slowly (2.5 leases per message); one of them takes the first
+    message, and the second is queued meanwhile. Each message goes out once: the
+    slow one by the node that took it alone. (Which node takes it is a race
+    between a's wake and b's poll: either may win.)"""
     settings = node_settings(data_dir, timer_lease=f"{LEASE}s")
     tries: list[tuple[str, str]] = []
     started = anyio.Event()
     a_sender = SlowSender("a", tries, started)
-    b_sender = SlowSender("b", tries, anyio.Event())
+    b_sender = SlowSender("b", tries, started)
     async with (
         app_node(settings.replace(node_id="a"), a_sender) as a,
         app_node(settings.replace(node_id="b"), b_sender) as b,
@@ -175,7 +177,7 @@ async def test_a_slow_sender_is_not_run_twice_by_another_node(data_dir: Path) ->
         )
         await until(lambda: not query(data_dir, "SELECT 1 FROM timers"), "the timers to end")
     firsts = [name for name, subject in tries if subject == "first"]
-    assert firsts == ["a"], tries
+    assert len(firsts) == 1, tries
     assert [subject for _, subject in tries].count("second") == 1, tries
 
 

@@ -13,6 +13,28 @@ Within a node, an asyncio lock serializes write transactions on the one
 writer connection, because statements of two coroutines must not interleave
 inside one transaction.
 
+Statements run on the event loop's own thread. An indexed statement costs a few
+microseconds; handing it to a database thread and back cost far more (two
+thread wake-ups, the GIL passed back and forth: about a third of the node's
+CPU in ``bench/dispatch.py``). What could block the loop is kept off it:
+
+- a lock held elsewhere: the connections have no busy timeout, so a ``BEGIN
+  IMMEDIATE`` that meets another process's write lock fails at once and is
+  retried with asyncio backoff (the loop runs meanwhile), and a read that meets
+  a lock (WAL recovery) is tried again the same way;
+- checkpoints: the writer does not checkpoint on commit (``wal_autocheckpoint =
+  0``); a third connection checkpoints in its own thread, once a second after
+  writes, so the database file's writes and ``fsync`` happen off the loop. The
+  checkpoint holds the node's write lock (its writes wait, as they did for
+  SQLite's own checkpoint; reads go on): the WAL is written from its start
+  again only after a checkpoint that reached its end, and with this node's
+  commits landing in the middle of it one seldom did (the WAL grew to 1.3 GB
+  in a minute of ``bench/dispatch.py``). It is ``PASSIVE``: it waits for no
+  reader (a backup reading the file for minutes must not hold the writes up),
+  and what a reader still needs waits for the next round;
+- ``--fsync``: each commit waits for the disk, so the writer's statements run in
+  its aiosqlite thread instead (the loop is free during the ``fsync``).
+
 Durability: WAL with ``synchronous=NORMAL``. A committed transaction is in the
 WAL file before ``commit`` returns, so a crash of the process (SIGKILL) loses
 nothing; only a power failure may lose the last transactions before a
@@ -23,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -407,13 +430,16 @@ MIGRATIONS: list[str] = [
 
 # The version that folded e-mails into users.email_key (see Database._migrate).
 _EMAIL_KEY_VERSION = next(v for v, m in enumerate(MIGRATIONS, 1) if "rt_email_key(" in m)
-# One round of SQLite's own busy handler (its short sleeps); past it, _begin
-# backs off in Python, counts the wait and sees the --lock-wait bound.
+# A wait for a lock held elsewhere past this is logged and counted in the
+# metrics (a backup, a sqlite3 shell); shorter ones are nodes sharing one file
+# taking turns.
 _BUSY_ROUND = 1.0
-# Between tries for a held write lock: 50 ms doubling to 1 s, jittered so that
-# the nodes waiting for one lock do not retry in step; bounded by time
-# (--lock-wait), not by a count.
-_LOCK_BACKOFF = RetryPolicy(base=0.05, cap=1.0, attempts=2**31)
+# Between tries for a held lock: 1 ms doubling to 100 ms (SQLite's own busy
+# handler sleeps about as much), jittered so that the nodes waiting for one lock
+# do not retry in step; bounded by time (--lock-wait), not by a count.
+_LOCK_BACKOFF = RetryPolicy(base=0.001, cap=0.1, attempts=2**31)
+# How often the checkpointer moves the WAL's pages into the database file.
+_CHECKPOINT_EVERY = 1.0
 # Told to clients refused by a busy database: come back after this.
 _BUSY_RETRY_AFTER = 5.0
 
@@ -441,8 +467,29 @@ def _lock_held(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+class _Connection(aiosqlite.Connection):
+    """aiosqlite's connection, whose statements run on the calling thread while
+    ``inline`` is set (the event loop's: see the module's docstring), in its
+    own thread otherwise.
+
+    aiosqlite sends every call of a connection and of its cursors through
+    ``_execute``; overriding it keeps aiosqlite's whole API (``async with
+    conn.execute(...) as cur``, ``executemany``, ...) for the code above.
+    """
+
+    inline = False
+
+    async def _execute(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if not self.inline:
+            result: T = await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+            return result
+        if self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
 def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """``work`` in one immediate transaction (in the connection's thread)."""
+    """``work`` in one immediate transaction, on the calling thread."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
@@ -476,9 +523,13 @@ class Database:
         # Told (seconds waited, acquired or not) about each write that waited for
         # the lock past one busy round: the node counts it in its metrics.
         self._on_lock_wait = on_lock_wait or (lambda seconds, acquired: None)
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
+        self._checkpointer: _Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
+        # Something was committed since the last checkpoint.
+        self._written = False
 
     async def __aenter__(self) -> Database:
         await self.open()
@@ -497,14 +548,41 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
         await self._migrate(self._writer)
+        # The writer checkpoints no more on commit: the checkpointer does, off the loop.
+        await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+        self._writer.inline = not self._fsync
         self._reader = await self._connect()
+        self._reader.inline = True
+        self._checkpointer = await self._connect()
+        self._checkpoints = asyncio.create_task(self._checkpoint_every(_CHECKPOINT_EVERY))
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+    async def _checkpoint_every(self, period: float) -> None:
+        """Move the WAL's committed pages into the database file, every ``period``
+        after writes, in the checkpointer's thread (see the module's docstring)."""
+        assert self._checkpointer is not None
+        conn = self._checkpointer
+        while True:
+            await asyncio.sleep(period)
+            if not self._written:
+                continue
+            try:
+                async with self._write_lock:
+                    self._written = False
+                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s path=%s", exc, self.path)
+
+    async def _connect(self) -> _Connection:
+        path = str(self.path)
+        conn = _Connection(
+            lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False), 64
+        )
+        await conn
         conn.row_factory = aiosqlite.Row
         await conn.create_function("rt_email_key", 1, email_key, deterministic=True)
-        busy_ms = int(min(_BUSY_ROUND, self.lock_wait) * 1000)
-        await conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        # No busy timeout: a lock held elsewhere is waited for in _waiting_for_lock,
+        # with the loop free (see the module's docstring).
+        await conn.execute("PRAGMA busy_timeout = 0")
         # Turning WAL on takes a lock that the busy timeout does not always wait
         # for: nodes started at once on a fresh data dir got "database is locked"
         # here. It is idempotent, so try again for a while.
@@ -564,9 +642,11 @@ class Database:
     async def _waiting_for_lock(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, tried again with backoff while it raises :class:`_LockHeld`
         (its ``BEGIN`` met another process's write lock), for ``lock_wait``
-        seconds; then :class:`Busy`."""
+        seconds; then :class:`Busy`. Waits past one busy round are logged and
+        counted; shorter ones are nodes sharing a file taking turns."""
         started = time.monotonic()
         failures = 0
+        warned = False
         while True:
             try:
                 result = await attempt()
@@ -584,27 +664,34 @@ class Database:
                         f" over {self.lock_wait:g} s; try again",
                         retry_after=_BUSY_RETRY_AFTER,
                     ) from None
-                if not failures:
+                if waited >= _BUSY_ROUND and not warned:
+                    warned = True
                     log.warning("database write lock held elsewhere: waiting path=%s", self.path)
                 failures += 1
                 pause = _LOCK_BACKOFF.delay(failures) or _LOCK_BACKOFF.cap
                 await asyncio.sleep(min(pause, self.lock_wait - waited))
                 continue
-            if failures:
+            if warned:
                 waited = time.monotonic() - started
                 self._on_lock_wait(waited, True)
                 log.warning("database write lock acquired after %.1f s path=%s", waited, self.path)
             return result
 
     async def aclose(self) -> None:
-        """Close both connections."""
-        for conn in (self._reader, self._writer):
+        """Stop the checkpoints and close the connections."""
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
+                conn.inline = False
                 await conn.close()
-        self._reader = self._writer = None
+        self._checkpointer = self._reader = self._writer = None
 
     @property
-    def writer(self) -> aiosqlite.Connection:
+    def writer(self) -> _Connection:
         """The writer connection (only inside :meth:`transaction`)."""
         if self._writer is None:
             raise RuntimeError("database is not open")
@@ -615,6 +702,7 @@ class Database:
         """An immediate write transaction, committed on exit, rolled back on error."""
         async with self._write_lock:
             conn = self.writer
+            self._written = True
             await self._begin(conn)
             try:
                 yield conn
@@ -624,40 +712,46 @@ class Database:
             await conn.execute("COMMIT")
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one immediate write transaction, in **one** job of the
-        writer's thread: ``BEGIN IMMEDIATE``, ``work(conn)``, ``COMMIT`` (``ROLLBACK``
-        if it raises), and return its result once committed.
+        """Run ``work`` in one immediate write transaction: ``BEGIN IMMEDIATE``,
+        ``work(conn)``, ``COMMIT`` (``ROLLBACK`` if it raises), and return its
+        result once committed.
 
-        For hot paths (the transcript's group commit): :meth:`transaction` hops to
-        the writer's thread and back for every statement, and each hop costs far
-        more than the statement. ``work`` is synchronous, runs with the event loop
-        free, and must not touch anything of the loop's. The write lock, the
-        lock-wait retry of ``BEGIN`` and the commit before returning are those of
-        :meth:`transaction`.
+        For hot paths (the transcript's group commit, dispatch): the statements of
+        :meth:`transaction` are awaited one by one; here they run as one call,
+        on the loop (with ``--fsync``, as one job of the writer's thread). ``work``
+        is synchronous and must not touch anything of the loop's. The write lock,
+        the lock-wait retry of ``BEGIN`` and the commit before returning are those
+        of :meth:`transaction`.
         """
         async with self._write_lock:
             writer = self.writer
-            # aiosqlite runs every call on its connection in the connection's own
-            # thread, in order; it has no public way to run a function there, so
-            # this is its one private call (aiosqlite >= 0.21, tests/test_rooms.py).
+            self._written = True
             return await self._waiting_for_lock(
-                lambda: writer._execute(_in_transaction, writer._conn, work)  # type: ignore[no-untyped-call]
+                lambda: writer._execute(_in_transaction, writer._conn, work)
             )
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` on the reader connection, in **one** job of its thread.
+        """Run ``work`` on the reader connection, as one call.
 
-        :meth:`write`'s counterpart for reads: several committed reads for one
-        hop instead of one hop each. Each statement sees what was committed when
-        it ran (no snapshot is held across them, nor across an ``await``).
-        ``work`` is synchronous and must not touch anything of the event loop's.
+        :meth:`write`'s counterpart for reads: several committed reads in one go.
+        Each statement sees what was committed when it ran (no snapshot is held
+        across them, nor across an ``await``). ``work`` is synchronous, must not
+        touch anything of the loop's, and must only read: a read that meets a
+        lock (another process recovering the WAL) is run again after a pause.
         """
         if self._reader is None:
             raise RuntimeError("database is not open")
         reader = self._reader
-        # As in write(): aiosqlite's one private call, to run a function in its thread.
-        result: T = await reader._execute(work, reader._conn)  # type: ignore[no-untyped-call]
-        return result
+
+        async def attempt() -> T:
+            try:
+                return work(reader._conn)
+            except sqlite3.OperationalError as exc:
+                if _lock_held(exc):
+                    raise _LockHeld from exc
+                raise
+
+        return await self._waiting_for_lock(attempt)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from a committed read, or None."""
@@ -667,14 +761,14 @@ class Database:
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """All rows of a committed read.
 
-        The statement runs to its end in one job of the reader's thread. A cursor
-        left open across an ``await`` would keep the reader's snapshot: the reads
-        of other coroutines, sharing the one reader connection, would then miss
-        what was committed since (a just-sent offer "not found").
+        The statement runs to its end in one call. A cursor left open across an
+        ``await`` would keep the reader's snapshot: the reads of other coroutines,
+        sharing the one reader connection, would then miss what was committed
+        since (a just-sent offer "not found").
         """
-        if self._reader is None:
-            raise RuntimeError("database is not open")
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        args = tuple(params)
+        rows: list[Row] = await self.read(lambda conn: conn.execute(sql, args).fetchall())
+        return rows
 
 
 # The largest integer SQLite stores; a cursor or query number past it is refused.
