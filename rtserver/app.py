@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import WebSocketRoute
 
-from rtserver.auth import Auth, load_secret
+from rtserver.auth import Auth
 from rtserver.clock import Clock, SystemClock
 from rtserver.config import Settings
 from rtserver.errors import Internal, InvalidState, RtError
@@ -70,10 +70,10 @@ from rtserver.schemas import (
     Typing,
     command_types,
 )
+from rtserver.storage import backend
 from rtserver.storage.attachments import AttachmentStore
 from rtserver.storage.audit import AuditLog
 from rtserver.storage.claims import ClaimStore
-from rtserver.storage.db import Database
 from rtserver.storage.idempotency import IdempotencyStore
 from rtserver.storage.ledger import Ledger
 from rtserver.storage.notifications import NotificationStore
@@ -110,12 +110,7 @@ class Node:
         self.health = Health(settings.node_id, self.metrics, grace=settings.health_grace)
         self.registry = Registry()
         self.sockets: dict[str, Socket] = {}
-        self.db = Database(
-            settings.data_dir / "rtserver.sqlite3",
-            fsync=settings.fsync,
-            lock_wait=settings.lock_wait,
-            on_lock_wait=self.metrics.lock_wait,
-        )
+        self.db = backend.database(settings, on_lock_wait=self.metrics.lock_wait)
         self.limits = Limits(settings)
         self.bus: Bus
         if settings.redis_url:
@@ -131,15 +126,16 @@ class Node:
             )
         else:
             self.bus = EmbeddedBus(settings.node_id, self.registry)
+        # The signing key is the deployment's: read from the database once it is open.
         self.auth = Auth(
-            load_secret(settings.data_dir),
+            None,
             self.clock,
             settings.token_ttl,
             kdf_memory_kib=settings.kdf_memory_kib,
             kdf_time_cost=settings.kdf_time_cost,
             kdf_memory_budget_kib=settings.kdf_memory_budget_kib,
         )
-        self.attachments = AttachmentStore(self.db, settings.data_dir / "attachments")
+        self.attachments = AttachmentStore(self.db, backend.blobs(settings, self.db))
         self.hub = Hub(
             settings, self.clock, self.db, self.bus, self.registry, self.metrics, self.attachments
         )
@@ -183,6 +179,7 @@ class Node:
     async def running(self) -> AsyncIterator[Node]:
         """Open storage and the bus, run the background work, and close it all after."""
         await self.db.open()
+        self.auth.use_secret(await self.db.shared_secret("token"))
         self.dummy_hash = await self.auth.hash_password("not a password of anyone")
         try:
             async with anyio.create_task_group() as tg:

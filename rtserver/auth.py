@@ -74,7 +74,7 @@ class Auth:
 
     def __init__(
         self,
-        secret: bytes,
+        secret: bytes | None,
         clock: Clock,
         token_ttl: float,
         *,
@@ -82,7 +82,8 @@ class Auth:
         kdf_time_cost: int = 3,
         kdf_memory_budget_kib: int | None = None,
     ) -> None:
-        self._secret = secret
+        # None until the node has read it from its database (use_secret).
+        self._secret = secret or b""
         self._clock = clock
         self._ttl = timedelta(seconds=token_ttl)
         self._hasher = PasswordHasher(memory_cost=kdf_memory_kib, time_cost=kdf_time_cost)
@@ -92,6 +93,18 @@ class Auth:
         self._hashing = asyncio.Semaphore(self.max_hashes)
         # token -> (user id, expiry) of tokens whose signature was checked, oldest first.
         self._verified: dict[str, tuple[str, float]] = {}
+
+    def _key(self) -> bytes:
+        if not self._secret:
+            raise RuntimeError("no signing key yet: the node has not opened its database")
+        return self._secret
+
+    def use_secret(self, secret: bytes) -> None:
+        """Sign and check tokens with this key (the deployment's, from its database)."""
+        if len(secret) < _KEY_CHARS:
+            raise ValueError("a signing key is at least 64 characters")
+        self._secret = secret
+        self._verified.clear()
 
     async def hash_password(self, password: str) -> str:
         """Argon2id hash, computed off the event loop (it takes tens of ms by design)."""
@@ -114,7 +127,7 @@ class Auth:
         """A signed token for this user, valid for the token TTL."""
         now = self._clock.now()
         claims = {"sub": user_id, "iat": now, "exp": now + self._ttl}
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._key(), algorithm="HS256")
 
     def verify(self, token: str) -> str:
         """The user id in a valid, unexpired token; :class:`Unauthenticated` otherwise."""
@@ -143,7 +156,7 @@ class Auth:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                self._key(),
                 algorithms=["HS256"],
                 options={"require": ["sub", "exp"], "verify_iat": False},
             )

@@ -1,4 +1,4 @@
-"""The ``rtserver`` command: ``serve`` and ``user create``.
+"""The ``rtserver`` command: ``serve``, ``migrate``, ``user create``, ``payouts run``.
 
 Every ``serve`` flag can also be set as ``RT_<FLAG>`` in the environment; a
 flag on the command line wins over the environment.
@@ -22,6 +22,7 @@ _SERVE_FLAGS: list[tuple[str, str]] = [
     ("port", "listen port [8000]"),
     ("data-dir", "SQLite database, attachments, generated secret [./rtserver-data]"),
     ("redis-url", "Redis for many nodes; none: one node, embedded hub"),
+    ("database-url", "PostgreSQL for nodes on many hosts; none: SQLite in the data dir"),
     ("offer-batch", "experts offered an instant request at once [5]"),
     ("offer-ttl", "how long one wave of offers stays open [60s]"),
     ("request-ttl", "how long an instant request searches [10m]"),
@@ -84,6 +85,30 @@ def _serve_options(f: Any) -> Any:
     return f
 
 
+def _storage_options(f: Any) -> Any:
+    """``--data-dir`` and ``--database-url``, as ``serve`` reads them."""
+    f = click.option(
+        "--database-url",
+        envvar="RT_DATABASE_URL",
+        default=None,
+        help="PostgreSQL database (postgresql://...); none: SQLite in the data dir",
+    )(f)
+    return click.option(
+        "--data-dir", envvar="RT_DATA_DIR", default=None, help="data directory [./rtserver-data]"
+    )(f)
+
+
+def _storage_settings(data_dir: str | None, database_url: str | None) -> Settings:
+    """The settings of a command that only opens storage: the environment's ``RT_*``,
+    with the storage flags given on the command line."""
+    env: dict[str, Any] = {k[3:].lower(): v for k, v in os.environ.items() if k.startswith("RT_")}
+    given = {"data_dir": data_dir, "database_url": database_url}
+    try:
+        return Settings.from_mapping(env | {k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group()
 @click.version_option(__version__)
 def main() -> None:
@@ -124,24 +149,22 @@ def user() -> None:
 @click.option("--password", required=True)
 @click.option("--name", required=True)
 @click.option("--role", required=True, type=click.Choice(["customer", "expert", "manager"]))
-@click.option(
-    "--data-dir", envvar="RT_DATA_DIR", default=None, help="data directory [./rtserver-data]"
-)
-def create_user(email: str, password: str, name: str, role: str, data_dir: str | None) -> None:
-    """Create a user in the data directory (the only way to make a manager)."""
+@_storage_options
+def create_user(
+    email: str, password: str, name: str, role: str, data_dir: str | None, database_url: str | None
+) -> None:
+    """Create a user in the node's database (the only way to make a manager)."""
     import msgspec
 
-    from rtserver.auth import Auth, load_secret
+    from rtserver.auth import Auth
     from rtserver.clock import SystemClock, to_ms
     from rtserver.core.text import clean_name
     from rtserver.errors import RtError
     from rtserver.schemas import RegisterBody
-    from rtserver.storage.db import Database
+    from rtserver.storage import backend
     from rtserver.storage.users import UserStore
 
-    settings = Settings.from_mapping(
-        {k: v for k, v in os.environ.items() if k.startswith("RT_")} | {"data_dir": data_dir}
-    )
+    settings = _storage_settings(data_dir, database_url)
     try:
         msgspec.convert(
             {"email": email, "password": password, "name": name, "role": role}, RegisterBody
@@ -154,15 +177,14 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
 
     async def go() -> dict[str, Any]:
         clock = SystemClock()
-        auth = Auth(
-            load_secret(settings.data_dir),
-            clock,
-            settings.token_ttl,
-            kdf_memory_kib=settings.kdf_memory_kib,
-            kdf_time_cost=settings.kdf_time_cost,
-        )
-        path = Path(settings.data_dir) / "rtserver.sqlite3"
-        async with Database(path, lock_wait=settings.lock_wait) as db:
+        async with backend.database(settings) as db:
+            auth = Auth(
+                await db.shared_secret("token"),
+                clock,
+                settings.token_ttl,
+                kdf_memory_kib=settings.kdf_memory_kib,
+                kdf_time_cost=settings.kdf_time_cost,
+            )
             u = await UserStore(db).create(
                 email,
                 await auth.hash_password(password),
@@ -180,6 +202,44 @@ def create_user(email: str, password: str, name: str, role: str, data_dir: str |
     click.echo(f"created {created['role']} {created['email']} id={created['id']}")
 
 
+@main.command()
+@_storage_options
+@click.option(
+    "--from-sqlite",
+    "from_sqlite",
+    default=None,
+    metavar="DIR",
+    help="copy the embedded deployment in this data dir into --database-url",
+)
+def migrate(data_dir: str | None, database_url: str | None, from_sqlite: str | None) -> None:
+    """Bring the database's schema up to date (start-up does too), or copy an
+    embedded deployment into PostgreSQL (--from-sqlite DIR): rows, attachments and
+    the signing key, checked by row counts and ledger sums before the commit."""
+    from rtserver.storage import backend
+    from rtserver.storage.copy import CopyError, copy_sqlite
+    from rtserver.storage.pg import PgDatabase
+
+    settings = _storage_settings(data_dir, database_url)
+
+    async def go() -> list[str]:
+        db = backend.database(settings)
+        async with db:
+            if from_sqlite is None:
+                return [f"schema up to date: {await db.schema_version()}"]
+            if not isinstance(db, PgDatabase):
+                raise click.UsageError("--from-sqlite copies into PostgreSQL: give --database-url")
+            report = await copy_sqlite(Path(from_sqlite), db.pool)
+            return [*report.lines(), "copied and checked"]
+
+    try:
+        lines = asyncio.run(go())
+    except CopyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for line in lines:
+        click.echo(line)
+
+
 @main.group()
 def payouts() -> None:
     """Pay experts."""
@@ -187,10 +247,8 @@ def payouts() -> None:
 
 @payouts.command("run")
 @click.option("--month", required=True, help="the month to pay, YYYY-MM (UTC); it must have ended")
-@click.option(
-    "--data-dir", envvar="RT_DATA_DIR", default=None, help="data directory [./rtserver-data]"
-)
-def run_payouts(month: str, data_dir: str | None) -> None:
+@_storage_options
+def run_payouts(month: str, data_dir: str | None, database_url: str | None) -> None:
     """Pay every expert with a complete payout profile and a positive balance for MONTH.
 
     Safe to run again: each expert is paid once per month. Notifications,
@@ -202,8 +260,7 @@ def run_payouts(month: str, data_dir: str | None) -> None:
     from rtserver.app import Node
     from rtserver.errors import RtError
 
-    env = {k: v for k, v in os.environ.items() if k.startswith("RT_")}
-    settings = Settings.from_mapping(env | {"data_dir": data_dir}).replace(redis_url=None)
+    settings = _storage_settings(data_dir, database_url).replace(redis_url=None)
 
     async def go() -> dict[str, Any]:
         node = Node(settings)

@@ -67,6 +67,10 @@ class Settings:
     # None: one node with the embedded hub. Set: Redis carries claims, presence
     # and fan-out, so that nodes sharing it and the data dir act as one server.
     redis_url: str | None = None
+    # None: SQLite in the data dir (nodes may share it on one host). Set
+    # (postgresql://...): every node on every host shares this PostgreSQL database,
+    # which then holds the attachments and the signing key too.
+    database_url: str | None = None
     # The seeds: "notifications are sent to a number of qualified experts at the
     # same time" and "the average response time is about 60 seconds".
     offer_batch: int = 5
@@ -264,6 +268,10 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.timer_retry_max < self.timer_retry:
             raise ValueError("timer_retry_max must be at least timer_retry")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("database_url must be a postgresql:// URL")
         if self.timer_attempts < 1:
             raise ValueError("timer_attempts must be at least 1")
 

@@ -22,12 +22,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import Clock, to_ms
 from rtserver.hub.timers import TimerLoop, describe
 from rtserver.notify import LogPayer, LogSender, Outgoing, Payer, Sender, Transfer
 from rtserver.storage.notifications import NotificationStore
+from rtserver.storage.sql import Conn
 from rtserver.storage.timers import TimerStore
 from rtserver.storage.users import User
 
@@ -64,7 +63,7 @@ class Notices:
 
     async def add(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         user: User,
         kind: str,
         key: str,
@@ -91,7 +90,7 @@ class Notices:
 
     async def queue(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         user_id: str,
         channel: str,
         address: str,
@@ -106,7 +105,7 @@ class Notices:
         if outbox_id is not None:
             await self.timer_store.schedule(conn, OUTBOX_TIMER, str(outbox_id), to_ms(now))
 
-    async def transfer(self, conn: aiosqlite.Connection, transfer: Transfer, now: datetime) -> None:
+    async def transfer(self, conn: Conn, transfer: Transfer, now: datetime) -> None:
         """Queue a payout's transfer for the :class:`~rtserver.notify.Payer`, in the
         transaction that records the payout (so it is sent if and only if it was made)."""
         await self.queue(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,16 @@ import pytest
 
 from clients.rtclient import Api
 from rtserver.notify import LogPayer, LogSender
-from tests.servers import Clients, Node, RedisServer, ShiftClock, node_settings, run_node
+from tests.pg import PgCluster
+from tests.servers import (
+    DATABASES,
+    Clients,
+    Node,
+    RedisServer,
+    ShiftClock,
+    node_settings,
+    run_node,
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +39,53 @@ def redis_prefix() -> str:
     return f"t{secrets.token_hex(4)}:"
 
 
+# Which storage the tests run on. A test marked ``both_backends`` (the storage
+# tests) runs on each; the others on SQLite, the embedded default, unless
+# RT_TEST_DATABASE=postgres runs every one of them on PostgreSQL.
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run the test on SQLite and on PostgreSQL (the storage tests)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    if os.environ.get("RT_TEST_DATABASE") == "postgres":
+        metafunc.parametrize("backend", ["postgres"], indirect=True)
+    elif metafunc.definition.get_closest_marker("both_backends") is not None:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One real PostgreSQL cluster for the whole run, on a free port; never skipped."""
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A fresh data dir (real SQLite file inside)."""
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgres``: the storage this test runs on."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh data dir (a real SQLite file inside); on PostgreSQL, also a fresh
+    database of the session's cluster, which every node made on this dir shares."""
     d = tmp_path / "data"
     d.mkdir()
-    return d
+    if backend == "postgres":
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        DATABASES[str(d)] = cluster.new_database()
+    yield d
+    DATABASES.pop(str(d), None)
 
 
 @pytest.fixture

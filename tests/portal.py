@@ -4,7 +4,6 @@ and managers made as ``rtserver user create`` makes them."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,11 @@ from typing import Any
 import httpx
 
 from clients.rtclient import Api, Client
-from rtserver.auth import Auth, load_secret
+from rtserver.auth import Auth
 from rtserver.clock import SystemClock, to_ms
-from rtserver.storage.db import Database
 from rtserver.storage.users import UserStore
 from tests.servers import Clients, Node, new_customer, new_expert, unique
+from tests.storage import opened, query
 
 # 1,000 cents a second: a second of billing makes a charge worth refunding.
 FAST_RATE = 900_000
@@ -97,17 +96,17 @@ async def ended_session(
 
 
 async def new_manager(node: Node, api: Api, data_dir: Path, name: str = "Manager") -> str:
-    """A manager made in the data dir (as the CLI does), logged in over HTTP: his token."""
+    """A manager made in the node's database (as the CLI does), logged in over HTTP: his token."""
     email = f"{unique('m')}@example.com"
     settings = node.settings
-    a = Auth(
-        load_secret(data_dir),
-        SystemClock(),
-        settings.token_ttl,
-        kdf_memory_kib=settings.kdf_memory_kib,
-        kdf_time_cost=settings.kdf_time_cost,
-    )
-    async with Database(data_dir / "rtserver.sqlite3") as db:
+    async with opened(data_dir) as db:
+        a = Auth(
+            await db.shared_secret("token"),
+            SystemClock(),
+            settings.token_ttl,
+            kdf_memory_kib=settings.kdf_memory_kib,
+            kdf_time_cost=settings.kdf_time_cost,
+        )
         password_hash = await a.hash_password("password-123")
         now_ms = to_ms(SystemClock().now())
         await UserStore(db).create(email, password_hash, name, "manager", now_ms)
@@ -117,13 +116,8 @@ async def new_manager(node: Node, api: Api, data_dir: Path, name: str = "Manager
 
 
 def ledger(data_dir: Path) -> list[dict[str, Any]]:
-    """Every ledger row, read straight from the SQLite file."""
-    conn = sqlite3.connect(data_dir / "rtserver.sqlite3")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
-    finally:
-        conn.close()
+    """Every ledger row, read straight from the test's database."""
+    return query(data_dir, "SELECT * FROM ledger ORDER BY id")
 
 
 def ops_balanced(rows: list[dict[str, Any]]) -> bool:

@@ -67,17 +67,22 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    """A private redis-server on a free port, in a temporary directory."""
+    """A private redis-server on a free port, in a temporary directory.
 
-    def __init__(self) -> None:
+    It listens on ``host`` alone: 127.0.0.1 unless a test serves other hosts
+    (tests/test_multihost.py: the address of a virtual network's bridge).
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="rt-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://<host>:<port>/0``."""
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         """Start it and wait until it answers PING."""
@@ -87,7 +92,7 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
                 "--save",
                 "",
                 "--appendonly",
@@ -103,7 +108,7 @@ class RedisServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(16).startswith(b"+PONG"):
                         return
@@ -127,8 +132,15 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# The PostgreSQL database of a test's data dir, when the test runs on PostgreSQL
+# (tests/conftest.py: the ``backend`` fixture). Every node made on that data dir
+# shares it, as nodes on many hosts would.
+DATABASES: dict[str, str] = {}
+
+
 def node_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a node under test: a free port, cheap KDF, short hello timeout."""
+    """Settings for a node under test: a free port, cheap KDF, short hello timeout;
+    the test's PostgreSQL database if it runs on one."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": free_port(),
@@ -136,6 +148,8 @@ def node_settings(data_dir: Path, **overrides: Any) -> Settings:
         **FAST_KDF,
         **ONE_ADDRESS_LIMITS,
     }
+    if str(data_dir) in DATABASES:
+        values["database_url"] = DATABASES[str(data_dir)]
     values.update(overrides)
     return Settings.from_mapping(values)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.servers import (
     run_node,
     unique,
 )
+from tests.storage import database_url, query, storage_flags
 from tests.test_rooms import open_room
 
 
@@ -78,19 +78,26 @@ def assert_not_found(r: httpx.Response) -> None:
 
 
 def blobs(data_dir: Path) -> list[str]:
-    """Every file under the attachments directory, temporary ones included."""
+    """Every blob kept, as ``<sha[:2]>/<sha>``, and every file under the attachments
+    directory (temporary ones included: on PostgreSQL only spooled uploads are files)."""
     root = data_dir / "attachments"
-    if not root.exists():
-        return []
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    if database_url(data_dir) is None:
+        return files
+    rows = query(data_dir, "SELECT DISTINCT sha256 FROM blobs")
+    return sorted([f"{r['sha256'][:2]}/{r['sha256']}" for r in rows] + files)
+
+
+def blob_bytes(data_dir: Path, sha: str) -> bytes:
+    """The bytes kept for a hash."""
+    if database_url(data_dir) is None:
+        return (data_dir / "attachments" / sha[:2] / sha).read_bytes()
+    rows = query(data_dir, "SELECT data FROM blobs WHERE sha256 = ? ORDER BY chunk", (sha,))
+    return b"".join(bytes(r["data"]) for r in rows)
 
 
 def attachment_rows(data_dir: Path) -> int:
-    db = sqlite3.connect(f"file:{data_dir / 'rtserver.sqlite3'}?mode=ro", uri=True, timeout=15)
-    try:
-        return int(db.execute("SELECT count(*) FROM attachments").fetchone()[0])
-    finally:
-        db.close()
+    return int(query(data_dir, "SELECT count(*) AS n FROM attachments")[0]["n"])
 
 
 # --- upload and download ---------------------------------------------------------------------
@@ -307,7 +314,7 @@ async def test_identical_content_is_stored_once_under_two_ids(
     assert len({first["id"], second["id"], theirs["id"]}) == 3
     assert first["sha256"] == second["sha256"] == theirs["sha256"] == sha
     assert blobs(data_dir) == [f"{sha[:2]}/{sha}"]
-    assert (data_dir / "attachments" / sha[:2] / sha).read_bytes() == data
+    assert blob_bytes(data_dir, sha) == data
     for a in (first, second):
         got = await download(api, token, a["id"])
         assert got.content == data
@@ -445,8 +452,7 @@ async def create_manager(data_dir: Path, email: str, password: str) -> None:
         "Manager",
         "--role",
         "manager",
-        "--data-dir",
-        str(data_dir),
+        *storage_flags(data_dir),
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,

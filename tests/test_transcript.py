@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rtserver.storage.db import Database
+from rtserver.storage.db import Database, SqliteConn
 from rtserver.storage.transcript import NewMessage, NotActive, Stored, _write_batch
 
 
@@ -41,11 +41,11 @@ def _msg(session_id: str, cid: str, at: int, sender: str = "u-c") -> NewMessage:
     return NewMessage(session_id, cid, sender, "text", f"text {cid}", None, None, None, at)
 
 
-def _write(path: Path, batch: list[NewMessage]) -> list[Stored | NotActive]:
+async def _write(path: Path, batch: list[NewMessage]) -> list[Stored | NotActive]:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        out = _write_batch(conn, batch)
+        out = await _write_batch(SqliteConn(conn), batch)
         conn.execute("COMMIT")
         return out
     finally:
@@ -65,12 +65,12 @@ def _stored(path: Path, session_id: str) -> tuple[int, list[tuple[int, str]]]:
         conn.close()
 
 
-def test_a_batch_with_resends_stays_gapless(db_file: Path) -> None:
-    first = _write(db_file, [_msg("s-active", "a", 1), _msg("s-active", "b", 2)])
+async def test_a_batch_with_resends_stays_gapless(db_file: Path) -> None:
+    first = await _write(db_file, [_msg("s-active", "a", 1), _msg("s-active", "b", 2)])
     assert first == [Stored(1, 1, False), Stored(2, 2, False)]
     # In one batch: a new message, a resend of a committed one, the same new cid
     # twice, a message of the other participant with a cid the first one used.
-    out = _write(
+    out = await _write(
         db_file,
         [
             _msg("s-active", "c", 3),
@@ -93,8 +93,8 @@ def test_a_batch_with_resends_stays_gapless(db_file: Path) -> None:
     assert [cid for _, cid in rows] == ["a", "b", "c", "d", "a"]
 
 
-def test_ended_and_missing_sessions_store_nothing(db_file: Path) -> None:
-    out = _write(
+async def test_ended_and_missing_sessions_store_nothing(db_file: Path) -> None:
+    out = await _write(
         db_file,
         [_msg("s-ended", "x", 1), _msg("s-nowhere", "y", 2), _msg("s-active", "z", 3)],
     )

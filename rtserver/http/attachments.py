@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rtserver.clock import to_ms
 from rtserver.config import Settings
 from rtserver.errors import InvalidField, NotFound, TooLarge
 from rtserver.http.common import api, current_user, json_response, node_of
-from rtserver.storage.attachments import Attachment, BlobWriter
+from rtserver.storage.attachments import Attachment
+from rtserver.storage.blobs import LocalBlobs
 from rtserver.storage.users import User
 
 CHUNK = 256 * 1024
@@ -122,12 +123,13 @@ async def upload(request: Request) -> Response:
                 raise NotFound("no such request")
         if kind == "recording" and not session_id:
             raise InvalidField("a recording belongs to a session", "session_id")
-        writer = BlobWriter(node.attachments.root, limit)
+        blobs = node.attachments.blobs
+        writer = blobs.writer(limit)
         try:
             while chunk := await file.read(CHUNK):
                 if not writer.write(chunk):
                     raise TooLarge(f"attachments are at most {limit} bytes")
-            sha = writer.commit()
+            sha = await blobs.keep(writer)
         except BaseException:
             writer.discard()
             raise
@@ -157,12 +159,28 @@ async def download(request: Request) -> Response:
     a = await node.attachments.get(request.path_params["attachment_id"])
     if a is None or not await may_read(request, user, a):
         raise NotFound("no such attachment")
-    return FileResponse(
-        node.attachments.path(a.sha256),
+    blobs = node.attachments.blobs
+    if isinstance(blobs, LocalBlobs):
+        return FileResponse(
+            blobs.path(a.sha256),
+            media_type=served_type(a.content_type),
+            filename=a.name,
+            headers=DOWNLOAD_HEADERS,
+            content_disposition_type="attachment",
+        )
+    # From the database: streamed a chunk at a time, with the size it was stored at
+    # (the Content-Disposition as FileResponse writes it: it quotes any name).
+    disposition = FileResponse("", filename=a.name, content_disposition_type="attachment").headers[
+        "content-disposition"
+    ]
+    return StreamingResponse(
+        blobs.chunks(a.sha256),
         media_type=served_type(a.content_type),
-        filename=a.name,
-        headers=DOWNLOAD_HEADERS,
-        content_disposition_type="attachment",
+        headers={
+            **DOWNLOAD_HEADERS,
+            "content-length": str(a.size),
+            "content-disposition": disposition,
+        },
     )
 
 

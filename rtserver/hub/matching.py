@@ -18,6 +18,7 @@ from rtserver.hub.bus import Bus
 from rtserver.hub.roster import Roster
 from rtserver.storage.requests import Request, RequestStore
 from rtserver.storage.sessions import SessionStore
+from rtserver.storage.sql import Conn
 from rtserver.storage.users import UserStore
 
 # Experts asked of the bus and the sessions at once, as a wave walks the roster.
@@ -57,12 +58,14 @@ class Matcher:
         """
         await self.roster.refresh()
         need = Need.of(request.skills, request.language)
-        offered, holding = await self.requests.db.read(
-            lambda conn: (
-                self.requests.offered_experts(conn, request.id),
-                self.requests.holding_instant_offers(conn),
+
+        async def read(conn: Conn) -> tuple[set[str], set[str]]:
+            return (
+                await self.requests.offered_experts(conn, request.id),
+                await self.requests.holding_instant_offers(conn),
             )
-        )
+
+        offered, holding = await self.requests.db.read(read)
         pool = (c for c in self.roster.ranked(need) if c.expert_id not in offered)
         chosen: list[str] = []
         unheld = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -50,9 +49,10 @@ from rtserver.schemas import (
     RequestMessage,
 )
 from rtserver.storage.attachments import AttachmentStore
-from rtserver.storage.db import Database, new_id
+from rtserver.storage.db import new_id
 from rtserver.storage.requests import Offer, Request, RequestStore
 from rtserver.storage.sessions import Session, SessionStore
+from rtserver.storage.sql import Conn, Db, IntegrityError
 from rtserver.storage.timers import TimerStore
 from rtserver.storage.users import User, UserStore
 
@@ -88,7 +88,7 @@ class Hub:
         self,
         settings: Settings,
         clock: Clock,
-        db: Database,
+        db: Db,
         bus: Bus,
         registry: Registry,
         metrics: Metrics,
@@ -135,25 +135,27 @@ class Hub:
     async def state(self, user: User) -> dict[str, Any]:
         """The ``state`` event: open offers, open requests, active and upcoming sessions.
 
-        Read in one hop to the database: every ``hello`` sends one, and a hop costs
-        more than the reads it carries (issue 9, a connect storm).
+        Read in one unit of work (``Db.read``), not one per store: every
+        ``hello`` sends one (issue 9, a connect storm).
         """
         now = self.clock.now()
         expert = user.role == "expert"
 
-        def read(
-            conn: sqlite3.Connection,
+        async def read(
+            conn: Conn,
         ) -> tuple[list[tuple[Request, Offer]], list[Request], list[Session], dict[str, User]]:
-            pairs = self.requests.open_offers_in(conn, user.id, now) if expert else []
+            pairs = await self.requests.open_offers_in(conn, user.id, now) if expert else []
             mine = (
-                self.requests.open_of_customer_in(conn, user.id) if user.role == "customer" else []
+                await self.requests.open_of_customer_in(conn, user.id)
+                if user.role == "customer"
+                else []
             )
-            sessions = self.sessions.current_in(conn, user.id)
+            sessions = await self.sessions.current_in(conn, user.id)
             ids = {p for s in sessions for p in s.participants()}
             ids.update(r.customer_id for r, _ in pairs)
             if expert:
                 ids.add(user.id)  # his presence as stored now
-            return pairs, mine, sessions, self.users.many_in(conn, list(ids))
+            return pairs, mine, sessions, await self.users.many_in(conn, list(ids))
 
         pairs, mine, sessions, users = await self.db.read(read)
         people = {uid: u.person() for uid, u in users.items()}
@@ -220,12 +222,12 @@ class Hub:
         """
         now_ms = to_ms(self.clock.now())
 
-        def hasten(conn: sqlite3.Connection) -> int:
-            still = self.requests.unanswered(conn, request_ids)
+        async def hasten(conn: Conn) -> int:
+            still = await self.requests.unanswered(conn, request_ids)
             for request_id in still:
                 # A wake: a request already due (one burst wakes it many times) keeps
                 # the due time its claimant is about to match.
-                self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
+                await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
             return len(still)
 
         woken = await self.db.write(hasten)
@@ -304,7 +306,7 @@ class Hub:
                     deferred = True
             if notified is None:
                 await self._store_alone(request, user, cmd.cid, list(files), direct, now)
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             # The same cid raced in on another socket or node: its request won.
             existing = await self.requests.by_cid(user.id, cmd.cid) if cmd.cid else None
             if existing is None:
@@ -377,7 +379,7 @@ class Hub:
         return {"request": (await self.with_attachments(request)).to_wire(), "duplicate": True}
 
     async def _add_direct_notice(
-        self, conn: Any, request: Request, user: User, direct: User | None, now: datetime
+        self, conn: Conn, request: Request, user: User, direct: User | None, now: datetime
     ) -> None:
         """A direct request's notice to its expert, in the request's own transaction."""
         if direct is None or self.notices is None:
@@ -403,7 +405,8 @@ class Hub:
         """Send the next wave of offers; schedule the next look; the new ``notified``.
 
         ``new``: the request is not stored yet; it is, with this wave (and its
-        ``cid``: ``sqlite3.IntegrityError`` if the customer used it already).
+        ``cid``: :class:`~rtserver.storage.sql.IntegrityError` if the customer used it
+        already).
         """
         now = self.clock.now()
         wave_no = request.wave + 1
@@ -428,13 +431,13 @@ class Hub:
         batch, depth = self.settings.offer_batch, WAVE_DEPTH * self.settings.offer_batch
         instant = request.kind == "instant" and request.direct_expert_id is None
 
-        def write_wave(
-            conn: sqlite3.Connection, candidates: list[str], next_due: datetime
+        async def write_wave(
+            conn: Conn, candidates: list[str], next_due: datetime
         ) -> tuple[list[str], int, dict[str, int | None], datetime]:
-            # One transaction, run at once in the database's thread.
+            # One transaction: one unit of work of Db.write.
             if new:
-                self.requests.insert_in(conn, request, cid)
-            elif self.requests.wave_of(conn, request.id) != ("open", request.wave):
+                await self.requests.insert(conn, request, cid)
+            elif await self.requests.wave_of(conn, request.id) != ("open", request.wave):
                 # Closed, or this wave was sent meanwhile (by the create and by its
                 # timer at once, or by two nodes): once only.
                 raise _WaveSent
@@ -447,20 +450,20 @@ class Hub:
                 # offered another instant request (by a wave written since) go last,
                 # so that concurrent waves spread over the free experts instead of
                 # racing for the same ones (core.matching.spread).
-                order = spread(wave, self.requests.holding_instant_offers(conn))[:depth]
-                wave = self.users.still_free(conn, order)[:batch]
+                order = spread(wave, await self.requests.holding_instant_offers(conn))[:depth]
+                wave = (await self.users.still_free(conn, order))[:batch]
                 if not wave:
                     retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
             notified = request.notified
             rates: dict[str, int | None] = {}
             if wave:
-                notified, rates = self.requests.add_wave(
+                notified, rates = await self.requests.add_wave(
                     conn, request.id, wave_no, wave, now, expires_at
                 )
             # An empty wave waits for its retry, unless an expert turned free while it
             # was being chosen (his wake found this timer running): then it looks again now.
-            self.timer_store.schedule_in(
+            await self.timer_store.schedule(
                 conn,
                 REQUEST_TIMER,
                 request.id,
@@ -532,16 +535,16 @@ class Hub:
                 await self._dispatch(await self.with_attachments(request), customer)
             return
 
-        def expire(conn: sqlite3.Connection) -> tuple[list[str], datetime | None]:
+        async def expire(conn: Conn) -> tuple[list[str], datetime | None]:
             # Only the offers whose time is up. A wake read before this wave went
             # out (a stale one: an expert turned free, a decline, another node)
             # must not cut a fresh wave short: its timer goes back to its end.
-            expired = self.requests.close_offers(
+            expired = await self.requests.close_offers(
                 conn, request.id, "expired", "expired", now, wave=request.wave, ended=True
             )
-            live = self.requests.wave_end(conn, request.id, request.wave)
+            live = await self.requests.wave_end(conn, request.id, request.wave)
             if live is not None:
-                self.timer_store.schedule_in(conn, REQUEST_TIMER, request.id, to_ms(live))
+                await self.timer_store.schedule(conn, REQUEST_TIMER, request.id, to_ms(live))
             return expired, live
 
         expired, live = await self.db.write(expire)
@@ -559,7 +562,7 @@ class Hub:
     async def _schedule(self, request_id: str, at: datetime) -> None:
         """Move the request's timer to ``at`` (its own handler's next look)."""
         await self.db.write(
-            lambda conn: self.timer_store.schedule_in(conn, REQUEST_TIMER, request_id, to_ms(at))
+            lambda conn: self.timer_store.schedule(conn, REQUEST_TIMER, request_id, to_ms(at))
         )
         self.timers.wake()
 
@@ -639,7 +642,7 @@ class Hub:
         now = self.clock.now()
         try:
             return await self._write_close(request, status, expert_id, time, now)
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             if "expert_busy" in str(exc):
                 raise _Busy from exc
             raise
@@ -660,15 +663,15 @@ class Hub:
         offer_status, reason = _OFFERS_ON_CLOSE[status]
         length = self.settings.session_length
 
-        def write(conn: sqlite3.Connection) -> _Written | None:
-            # One transaction, run at once in the database's thread.
+        async def write(conn: Conn) -> _Written | None:
+            # One transaction: one unit of work of Db.write.
             session: Session | None = None
             if status == "accepted":
                 if time is not None:
-                    taken = self.sessions.booked_in(conn, expert_id)
+                    taken = await self.sessions.booked_in(conn, expert_id)
                     if any(schedule.overlaps(time, t, length) for t in taken):
                         raise _Overlap
-                elif self.sessions.busy_in(conn, [expert_id]):
+                elif await self.sessions.busy_in(conn, [expert_id]):
                     # The busy check of accept() read before the claim; this one is
                     # under the write lock, so two accepts of one expert cannot both pass.
                     raise _Busy
@@ -683,11 +686,13 @@ class Hub:
                     scheduled_at=time,
                     # The rate of his offer: what the customer was shown, not what
                     # the expert may have set since.
-                    rate_cents_per_15min=self.requests.offer_rate(conn, request.id, expert_id),
+                    rate_cents_per_15min=await self.requests.offer_rate(
+                        conn, request.id, expert_id
+                    ),
                     created_at=now,
                     started_at=now if request.kind == "instant" else None,
                 )
-            notified = self.requests.close(
+            notified = await self.requests.close(
                 conn,
                 request.id,
                 status,  # type: ignore[arg-type]
@@ -699,27 +704,27 @@ class Hub:
                 return None
             withdrawn: list[str] = []
             if session is not None:
-                self.sessions.insert(conn, session)
+                await self.sessions.insert(conn, session)
                 if session.status == "active":
                     # Busy now: his offers of other instant requests could only
                     # answer invalid_state; hand them back to those requests.
-                    withdrawn = self.requests.withdraw_instant_offers(conn, expert_id, now)
+                    withdrawn = await self.requests.withdraw_instant_offers(conn, expert_id, now)
                 if time is not None:
-                    self._schedule_session_timers(conn, session.id, time, now)
-                self.requests.close_offers(
+                    await self._schedule_session_timers(conn, session.id, time, now)
+                await self.requests.close_offers(
                     conn, request.id, "accepted", None, now, expert_id=expert_id
                 )
-            revoked = self.requests.close_offers(conn, request.id, offer_status, reason, now)
+            revoked = await self.requests.close_offers(conn, request.id, offer_status, reason, now)
             answered = expert_id if session is not None else None
             if status == "declined":
                 answered = request.direct_expert_id
             if answered:
-                self.users.note_response(conn, answered)
-            self.timer_store.cancel_in(conn, REQUEST_TIMER, request.id)
+                await self.users.note_response(conn, answered)
+            await self.timer_store.cancel(conn, REQUEST_TIMER, request.id)
             people: dict[str, dict[str, Any]] = {}
             if session is not None:
-                # Read here, not after: the hop is paid already.
-                users = self.users.many_in(conn, list(session.participants()))
+                # Read here, in this unit of work, rather than in another one after.
+                users = await self.users.many_in(conn, list(session.participants()))
                 people = {uid: u.person() for uid, u in users.items()}
             return _Written(notified, session, people, withdrawn, revoked, answered)
 
@@ -771,15 +776,15 @@ class Hub:
         if len(self._closed) > CLOSED_NOTES:
             del self._closed[next(iter(self._closed))]
 
-    def _schedule_session_timers(
-        self, conn: sqlite3.Connection, session_id: str, starts_at: datetime, now: datetime
+    async def _schedule_session_timers(
+        self, conn: Conn, session_id: str, starts_at: datetime, now: datetime
     ) -> None:
         """A booked session's reminders and its no-show check, as durable timers."""
         for r in schedule.reminders(starts_at, self.settings.reminders, now):
             ref = f"{session_id}|{int(r.seconds_before * 1000)}"
-            self.timer_store.schedule_in(conn, REMINDER_TIMER, ref, to_ms(r.due))
+            await self.timer_store.schedule(conn, REMINDER_TIMER, ref, to_ms(r.due))
         due = starts_at + timedelta(seconds=self.settings.no_show)
-        self.timer_store.schedule_in(conn, NO_SHOW_TIMER, session_id, to_ms(due))
+        await self.timer_store.schedule(conn, NO_SHOW_TIMER, session_id, to_ms(due))
 
     async def _repair(self, request: Request, held: str) -> None:
         """A claim was won but never written (its node died in between): write it now.
@@ -814,15 +819,15 @@ class Hub:
             self.metrics.races_lost.inc()
             raise rules.closed_error(closed[0])
 
-        def read(conn: sqlite3.Connection) -> tuple[Offer | None, Request | None, bool]:
+        async def read(conn: Conn) -> tuple[Offer | None, Request | None, bool]:
             # The offer before the request: the transaction that revokes an offer also
             # closes its request, so this order never sees a revoked offer of an open one.
-            offer = self.requests.offer_in(conn, cmd.request_id, user.id)
-            request = self.requests.get_in(conn, cmd.request_id) if offer else None
+            offer = await self.requests.offer_in(conn, cmd.request_id, user.id)
+            request = await self.requests.get_in(conn, cmd.request_id) if offer else None
             instant = request is not None and request.kind == "instant"
-            return offer, request, instant and bool(self.sessions.busy_in(conn, [user.id]))
+            return offer, request, instant and bool(await self.sessions.busy_in(conn, [user.id]))
 
-        # One hop to the database for the three reads: most accepts lose the race.
+        # One unit of work for the three reads: most accepts lose the race.
         offer, request, busy = await self.db.read(read)
         booked = rules.check_accept(
             request.view() if request else None,
@@ -867,9 +872,11 @@ class Hub:
             return {}
         now = self.clock.now()
 
-        def write(conn: sqlite3.Connection) -> None:
-            self.requests.close_offers(conn, request.id, "declined", None, now, expert_id=user.id)
-            self.users.note_response(conn, user.id)
+        async def write(conn: Conn) -> None:
+            await self.requests.close_offers(
+                conn, request.id, "declined", None, now, expert_id=user.id
+            )
+            await self.users.note_response(conn, user.id)
 
         await self.db.write(write)
         await self.bus.experts_changed([user.id])

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import to_ms
 from rtserver.core import claims as rules
 from rtserver.core import ledger as money
@@ -25,6 +23,7 @@ from rtserver.storage.db import decode_cursor, encode_cursor
 from rtserver.storage.idempotency import IdempotencyKey
 from rtserver.storage.ledger import ledger_wire
 from rtserver.storage.sessions import Session
+from rtserver.storage.sql import Conn
 from rtserver.storage.users import User
 
 log = logging.getLogger("rtserver.claims")
@@ -115,7 +114,7 @@ class Claims:
         now = self.p.clock.now()
         people = await self.p.users.many(list(session.participants()))
 
-        async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:
+        async def work(conn: Conn) -> tuple[int, dict[str, Any]]:
             fresh = await self.p.sessions.get_in(conn, session_id)
             assert fresh is not None
             rules.check_claim(
@@ -149,7 +148,7 @@ class Claims:
         assert session is not None
         people = await self.p.users.many([claim.customer_id, claim.expert_id])
 
-        async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:
+        async def work(conn: Conn) -> tuple[int, dict[str, Any]]:
             fresh = await self.p.claims.get_in(conn, claim_id)
             assert fresh is not None
             rules.check_dispute(user_id=user.id, expert_id=fresh.expert_id, status=fresh.status)
@@ -178,12 +177,13 @@ class Claims:
         now = self.p.clock.now()
         people = await self.p.users.many([claim.customer_id, claim.expert_id, user.id])
 
-        async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:
+        async def work(conn: Conn) -> tuple[int, dict[str, Any]]:
             fresh = await self.p.claims.get_in(conn, claim_id)
             assert fresh is not None
             rules.check_decision(role=user.role, status=fresh.status)
             session = await self.p.sessions.get_in(conn, fresh.session_id)
             assert session is not None and session.charge_cents is not None
+            await self.p.users.lock_in(conn, session.expert_id)
             entries = money.refund_decision(
                 outcome,
                 session.customer_id,
@@ -221,7 +221,7 @@ class Claims:
         return done
 
     async def _tell(
-        self, conn: aiosqlite.Connection, wire: dict[str, Any], step: str, people: dict[str, User]
+        self, conn: Conn, wire: dict[str, Any], step: str, people: dict[str, User]
     ) -> None:
         """The stored notification and e-mail of one step, to both sides."""
         text = _STEP_TEXT[step].format(
@@ -267,7 +267,7 @@ class Claims:
         now = self.p.clock.now()
         people = await self.p.users.many(list(session.participants()))
 
-        async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:
+        async def work(conn: Conn) -> tuple[int, dict[str, Any]]:
             fresh = await self.p.sessions.get_in(conn, session_id)
             assert fresh is not None
             review: Review | None = None

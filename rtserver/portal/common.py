@@ -7,19 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import Clock
 from rtserver.config import Settings
 from rtserver.hub.bus import Bus
 from rtserver.notices import Notices
 from rtserver.storage.audit import AuditLog
 from rtserver.storage.claims import ClaimStore
-from rtserver.storage.db import Database
 from rtserver.storage.idempotency import IdempotencyKey, IdempotencyStore
 from rtserver.storage.ledger import Ledger
 from rtserver.storage.payouts import PayoutStore
 from rtserver.storage.sessions import SessionStore
+from rtserver.storage.sql import Conn, Db
 from rtserver.storage.users import UserStore
 
 
@@ -29,7 +27,7 @@ class Parts:
 
     settings: Settings
     clock: Clock
-    db: Database
+    db: Db
     bus: Bus
     users: UserStore
     sessions: SessionStore
@@ -55,7 +53,7 @@ class Done:
     replayed: bool = False
 
 
-Work = Callable[[aiosqlite.Connection], Awaitable[tuple[int, dict[str, Any]]]]
+Work = Callable[[Conn], Awaitable[tuple[int, dict[str, Any]]]]
 
 
 async def run_once(parts: Parts, key: IdempotencyKey | None, now: datetime, work: Work) -> Done:

@@ -19,8 +19,9 @@ from rtserver.errors import Forbidden, InvalidState, NotFound
 from rtserver.hub.timers import TimerLoop
 from rtserver.notices import OUTBOX_TIMER
 from rtserver.portal.common import Parts
-from rtserver.storage.db import MAX_INT, Row, decode_cursor, encode_cursor
+from rtserver.storage.db import MAX_INT, decode_cursor, encode_cursor
 from rtserver.storage.notifications import NotificationStore
+from rtserver.storage.sql import Row
 from rtserver.storage.timers import TimerStore
 from rtserver.storage.users import User
 

@@ -14,8 +14,6 @@ import io
 import logging
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core import ledger as money
 from rtserver.core.payout_profile import PayoutProfile, PayoutProfileBody
@@ -25,6 +23,7 @@ from rtserver.portal.common import Done, Parts, run_once
 from rtserver.storage.db import decode_cursor, encode_cursor
 from rtserver.storage.idempotency import IdempotencyKey
 from rtserver.storage.ledger import ACCOUNT_OF_ROLE
+from rtserver.storage.sql import Conn
 from rtserver.storage.users import User
 
 log = logging.getLogger("rtserver.money")
@@ -148,7 +147,7 @@ class Money:
         if to_ms(now) < end_ms:
             raise InvalidField(f"{period} has not ended yet", "month")
 
-        async def work(conn: aiosqlite.Connection) -> tuple[int, dict[str, Any]]:
+        async def work(conn: Conn) -> tuple[int, dict[str, Any]]:
             paid: list[dict[str, Any]] = []
             held: list[dict[str, Any]] = []
             experts = await self.p.payouts.experts_with_rows(conn)
@@ -157,6 +156,7 @@ class Money:
             for expert_id in experts:
                 if await self.p.payouts.paid_in(conn, expert_id, period):
                     continue
+                await self.p.users.lock_in(conn, expert_id)
                 at_end = await self.p.ledger.owed_through(conn, expert_id, end_ms)
                 now_balance = await self.p.ledger.balance_in(conn, money.EXPERT, expert_id)
                 amount = money.payout_amount(at_end, now_balance)

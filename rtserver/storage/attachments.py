@@ -1,22 +1,20 @@
 """Attachments: files stored once by content hash, rows that say who may read them.
 
-Bytes live under ``<data-dir>/attachments/<sha[:2]>/<sha>``; identical uploads
-share one file. A row per upload records the uploader, the name and type, and
-the request or session it belongs to, which decides who may read it.
+Bytes live in the node's blob store (:mod:`rtserver.storage.blobs`: files
+under ``<data-dir>/attachments``, or the database with ``--database-url``),
+by content hash: identical uploads share one blob. A row per upload records
+the uploader, the name and type, and the request or session it belongs to,
+which decides who may read it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
-from rtserver.storage.db import Database, Row, new_id
+from rtserver.storage.blobs import Blobs
+from rtserver.storage.db import new_id
+from rtserver.storage.sql import Conn, Db, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,60 +57,14 @@ def _attachment(row: Row) -> Attachment:
     )
 
 
-class BlobWriter:
-    """Streams an upload to a temporary file, hashing and counting as it goes."""
-
-    def __init__(self, root: Path, limit: int) -> None:
-        self.root = root
-        self.limit = limit
-        root.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=root, prefix=".upload-")
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(name)
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> bool:
-        """Add a chunk; False (and nothing kept) once the size limit is passed."""
-        self.size += len(chunk)
-        if self.size > self.limit:
-            return False
-        self._hash.update(chunk)
-        self._file.write(chunk)
-        return True
-
-    def commit(self) -> str:
-        """Move the file to its content address (fsynced); its sha256."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        sha = self._hash.hexdigest()
-        target = self.root / sha[:2] / sha
-        target.parent.mkdir(exist_ok=True)
-        if target.exists():
-            self._tmp.unlink()
-        else:
-            os.replace(self._tmp, target)
-        return sha
-
-    def discard(self) -> None:
-        """Drop the partial upload."""
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-
 class AttachmentStore:
-    """The ``attachments`` table and the blob directory."""
+    """The ``attachments`` table, and the node's blob store for their bytes."""
 
-    def __init__(self, db: Database, root: Path) -> None:
+    def __init__(self, db: Db, blobs: Blobs) -> None:
         self.db = db
-        self.root = root
+        self.blobs = blobs
 
-    def path(self, sha256: str) -> Path:
-        """Where the bytes of this hash live."""
-        return self.root / sha256[:2] / sha256
-
-    async def insert(self, conn: aiosqlite.Connection, a: Attachment, now_ms: int) -> None:
+    async def insert(self, conn: Conn, a: Attachment, now_ms: int) -> None:
         """Record an upload, inside the caller's transaction."""
         await conn.execute(
             "INSERT INTO attachments (id, uploader_id, sha256, name, size, content_type, kind,"
@@ -163,7 +115,7 @@ class AttachmentStore:
 
     async def link(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         ids: list[str],
         *,
         request_id: str | None = None,

@@ -6,10 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 
 def audit_wire(row: Row, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -29,12 +27,12 @@ def audit_wire(row: Row, people: dict[str, dict[str, Any]]) -> dict[str, Any]:
 class AuditLog:
     """The ``audit_log`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def add(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         manager_id: str | None,
         action: str,
         target_type: str,

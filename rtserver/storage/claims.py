@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.claims import ClaimStatus
-from rtserver.storage.db import Database, Row, new_id
+from rtserver.storage.db import new_id
 from rtserver.storage.sessions import Session
+from rtserver.storage.sql import Conn, Db, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +113,7 @@ def _review(r: Row) -> Review:
 class ClaimStore:
     """The ``refund_claims`` and ``reviews`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     # -- claims --------------------------------------------------------------------
@@ -124,10 +123,11 @@ class ClaimStore:
         row = await self.db.fetchone("SELECT * FROM refund_claims WHERE id = ?", (claim_id,))
         return _claim(row) if row else None
 
-    async def get_in(self, conn: aiosqlite.Connection, claim_id: str) -> Claim | None:
-        """A claim read inside the caller's transaction."""
-        async with conn.execute("SELECT * FROM refund_claims WHERE id = ?", (claim_id,)) as cur:
-            row = await cur.fetchone()
+    async def get_in(self, conn: Conn, claim_id: str) -> Claim | None:
+        """A claim read inside the caller's write transaction, locked until the commit."""
+        row = await conn.fetchrow(
+            "SELECT * FROM refund_claims WHERE id = ? FOR UPDATE", (claim_id,)
+        )
         return _claim(row) if row else None
 
     async def of_session(self, session_id: str) -> Claim | None:
@@ -137,12 +137,9 @@ class ClaimStore:
         )
         return _claim(row) if row else None
 
-    async def of_session_in(self, conn: aiosqlite.Connection, session_id: str) -> Claim | None:
+    async def of_session_in(self, conn: Conn, session_id: str) -> Claim | None:
         """:meth:`of_session` inside the caller's transaction."""
-        async with conn.execute(
-            "SELECT * FROM refund_claims WHERE session_id = ?", (session_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await conn.fetchrow("SELECT * FROM refund_claims WHERE session_id = ?", (session_id,))
         return _claim(row) if row else None
 
     async def of_sessions(self, session_ids: list[str]) -> dict[str, Claim]:
@@ -157,7 +154,7 @@ class ClaimStore:
 
     async def insert(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         session_id: str,
         customer_id: str,
         expert_id: str,
@@ -173,20 +170,18 @@ class ClaimStore:
         )
         return claim
 
-    async def dispute(
-        self, conn: aiosqlite.Connection, claim_id: str, summary: str, now: datetime
-    ) -> bool:
+    async def dispute(self, conn: Conn, claim_id: str, summary: str, now: datetime) -> bool:
         """Mark an open claim disputed; False if it was not open."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE refund_claims SET status = 'disputed', dispute_summary = ?, disputed_at = ?"
             " WHERE id = ? AND status = 'open'",
             (summary, to_ms(now), claim_id),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def decide(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         claim_id: str,
         status: ClaimStatus,
         outcome: str,
@@ -195,12 +190,12 @@ class ClaimStore:
         now: datetime,
     ) -> bool:
         """Record a decision on a pending claim; False if it was decided already."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE refund_claims SET status = ?, outcome = ?, note = ?, decided_by = ?,"
             " decided_at = ? WHERE id = ? AND status IN ('open', 'disputed')",
             (status, outcome, note, by, to_ms(now), claim_id),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def page(
         self,
@@ -266,7 +261,7 @@ class ClaimStore:
 
     async def add_review(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         session_id: str,
         customer_id: str,
         expert_id: str,
@@ -275,12 +270,12 @@ class ClaimStore:
         now: datetime,
     ) -> Review | None:
         """Store a review and fold it into the expert's rating; None if one exists."""
-        cur = await conn.execute(
-            "INSERT OR IGNORE INTO reviews (session_id, customer_id, expert_id, stars, comment,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        added = await conn.execute(
+            "INSERT INTO reviews (session_id, customer_id, expert_id, stars, comment,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (session_id, customer_id, expert_id, stars, comment, to_ms(now)),
         )
-        if cur.rowcount != 1:
+        if added != 1:
             return None
         await conn.execute(
             "UPDATE expert_profiles SET rating_sum = rating_sum + ?,"

@@ -31,9 +31,13 @@ CPU in ``bench/dispatch.py``). What could block the loop is kept off it:
   commits landing in the middle of it one seldom did (the WAL grew to 1.3 GB
   in a minute of ``bench/dispatch.py``). It is ``PASSIVE``: it waits for no
   reader (a backup reading the file for minutes must not hold the writes up),
-  and what a reader still needs waits for the next round;
-- ``--fsync``: each commit waits for the disk, so the writer's statements run in
-  its aiosqlite thread instead (the loop is free during the ``fsync``).
+  and what a reader still needs waits for the next round. Nodes sharing the
+  file commit in the middle of each other's checkpoints; past 64 MiB of WAL
+  a ``RESTART`` checkpoint holds every process's writes off (at most 250 ms)
+  until the WAL can start over;
+- ``--fsync``: each commit waits for the disk, so the ``COMMIT`` runs in a
+  thread (the loop is free during the ``fsync``; the write lock keeps the
+  writer to it meanwhile).
 
 Durability: WAL with ``synchronous=NORMAL``. A committed transaction is in the
 WAL file before ``commit`` returns, so a crash of the process (SIGKILL) loses
@@ -48,10 +52,11 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -59,13 +64,17 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from rtserver.auth import load_secret
 from rtserver.core.retry import RetryPolicy
 from rtserver.core.text import email_key
 from rtserver.errors import Busy, InvalidField
+from rtserver.health import FatalError
+from rtserver.storage.sql import Conn, IntegrityError, Row
+
+__all__ = ["Conn", "Database", "IntegrityError", "Row", "SqliteConn", "new_id"]
 
 log = logging.getLogger("rtserver.storage")
 
-Row = aiosqlite.Row
 T = TypeVar("T")
 
 
@@ -440,6 +449,11 @@ _BUSY_ROUND = 1.0
 _LOCK_BACKOFF = RetryPolicy(base=0.001, cap=0.1, attempts=2**31)
 # How often the checkpointer moves the WAL's pages into the database file.
 _CHECKPOINT_EVERY = 1.0
+# Past this many frames in the WAL (64 MiB of 4 KiB pages) with a checkpoint that
+# did not reach its end, the checkpointer holds the writers of every process off
+# until one does (RESTART, within the checkpointer's busy timeout).
+_WAL_RESTART_FRAMES = 16384
+_RESTART_WAIT_MS = 250
 # Told to clients refused by a busy database: come back after this.
 _BUSY_RETRY_AFTER = 5.0
 
@@ -459,51 +473,67 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def _least(*values: Any) -> Any:
+    """PostgreSQL's ``least``: the smallest value, NULLs left out (NULL if all are)."""
+    return min((v for v in values if v is not None), default=None)
+
+
+def _greatest(*values: Any) -> Any:
+    """PostgreSQL's ``greatest``: the largest value, NULLs left out (NULL if all are)."""
+    return max((v for v in values if v is not None), default=None)
+
+
 class _LockHeld(Exception):
-    """``BEGIN IMMEDIATE`` met a write lock another process holds (after one busy round)."""
+    """A statement met a lock another process holds (``BEGIN IMMEDIATE``: its write lock)."""
 
 
 def _lock_held(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-class _Connection(aiosqlite.Connection):
-    """aiosqlite's connection, whose statements run on the calling thread while
-    ``inline`` is set (the event loop's: see the module's docstring), in its
-    own thread otherwise.
-
-    aiosqlite sends every call of a connection and of its cursors through
-    ``_execute``; overriding it keeps aiosqlite's whole API (``async with
-    conn.execute(...) as cur``, ``executemany``, ...) for the code above.
-    """
-
-    inline = False
-
-    async def _execute(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if not self.inline:
-            result: T = await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-            return result
-        if self._connection is None:
-            raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+_FOR_UPDATE = " FOR UPDATE"
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """``work`` in one immediate transaction, on the calling thread."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if _lock_held(exc):
-            raise _LockHeld from exc
-        raise
-    try:
-        result = work(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
+class SqliteConn:
+    """:class:`~rtserver.storage.sql.Conn` on a SQLite connection: each statement
+    runs at once, on the calling thread (the event loop's)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        if sql.endswith(_FOR_UPDATE):
+            # PostgreSQL's row lock; SQLite's write transaction holds the whole file.
+            sql = sql[: -len(_FOR_UPDATE)]
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._run(sql, args).fetchall()
+        return rows
+
+    async def fetchrow(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        # fetchall, not fetchone: a statement left unfinished would hold its
+        # read snapshot (or the rest of a RETURNING write) until collected.
+        rows = self._run(sql, args).fetchall()
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = self._run(sql, args).fetchall()
+        return rows[0][0] if rows else None
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self._run(sql, args).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
 
 
 class Database:
@@ -523,9 +553,10 @@ class Database:
         # Told (seconds waited, acquired or not) about each write that waited for
         # the lock past one busy round: the node counts it in its metrics.
         self._on_lock_wait = on_lock_wait or (lambda seconds, acquired: None)
-        self._writer: _Connection | None = None
-        self._reader: _Connection | None = None
-        self._checkpointer: _Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         # Something was committed since the last checkpoint.
@@ -544,16 +575,20 @@ class Database:
         await self.aclose()
 
     async def open(self) -> None:
-        """Open both connections and bring the schema up to date."""
+        """Open the connections, bring the schema up to date, start checkpointing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
         await self._migrate(self._writer)
         # The writer checkpoints no more on commit: the checkpointer does, off the loop.
-        await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
-        self._writer.inline = not self._fsync
+        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         self._reader = await self._connect()
-        self._reader.inline = True
-        self._checkpointer = await self._connect()
+        self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
+        # It waits in its own thread: a RESTART waits there for readers and writers.
+        await self._checkpointer.execute(f"PRAGMA busy_timeout = {_RESTART_WAIT_MS}")
+        # After a restart, the WAL file is cut back to this size.
+        await self._checkpointer.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
         self._checkpoints = asyncio.create_task(self._checkpoint_every(_CHECKPOINT_EVERY))
 
     async def _checkpoint_every(self, period: float) -> None:
@@ -568,82 +603,90 @@ class Database:
             try:
                 async with self._write_lock:
                     self._written = False
-                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                    rows = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, frames, done = next(iter(rows))
+                    if frames > _WAL_RESTART_FRAMES and done < frames:
+                        # Another process's commits keep landing in the middle of our
+                        # checkpoints (nodes sharing the file): hold their writes off
+                        # for one complete checkpoint, so that the WAL starts over.
+                        await conn.execute_fetchall("PRAGMA wal_checkpoint(RESTART)")
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint failed: %s path=%s", exc, self.path)
 
-    async def _connect(self) -> _Connection:
-        path = str(self.path)
-        conn = _Connection(
-            lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False), 64
-        )
-        await conn
-        conn.row_factory = aiosqlite.Row
-        await conn.create_function("rt_email_key", 1, email_key, deterministic=True)
+    async def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.create_function("rt_email_key", 1, email_key, deterministic=True)
+        # PostgreSQL's scalar least() and greatest(), so that one SQL text runs on both.
+        conn.create_function("least", -1, _least, deterministic=True)
+        conn.create_function("greatest", -1, _greatest, deterministic=True)
         # No busy timeout: a lock held elsewhere is waited for in _waiting_for_lock,
         # with the loop free (see the module's docstring).
-        await conn.execute("PRAGMA busy_timeout = 0")
-        # Turning WAL on takes a lock that the busy timeout does not always wait
-        # for: nodes started at once on a fresh data dir got "database is locked"
-        # here. It is idempotent, so try again for a while.
+        conn.execute("PRAGMA busy_timeout = 0")
+        # Turning WAL on takes a lock: nodes started at once on a fresh data dir
+        # met "database is locked" here. It is idempotent, so try again for a while.
         for attempt in range(100):
             try:
-                await conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA journal_mode = WAL")
                 break
             except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 99:
+                if not _lock_held(exc) or attempt == 99:
                     raise
                 await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
-        await conn.execute(f"PRAGMA synchronous = {'FULL' if self._fsync else 'NORMAL'}")
-        await conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self._fsync else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await self._begin(conn)
+    async def _migrate(self, conn: sqlite3.Connection) -> None:
+        await self._waiting_for_lock(lambda: self._begin(conn))
         try:
-            async with conn.execute("PRAGMA user_version") as cur:
-                row = await cur.fetchone()
-            version = int(row[0]) if row else 0
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"the database is at schema version {version}, newer than this rtserver"
+                    f" knows ({len(MIGRATIONS)}): upgrade rtserver"
+                )
             for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in _statements(script):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version = {i}")
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {i}")
                 log.info("database migrated to version %d path=%s", i, self.path)
             if version < _EMAIL_KEY_VERSION:
-                async with conn.execute(
+                for row in conn.execute(
                     "SELECT id, email FROM users WHERE instr(email_key, char(31)) > 0"
-                ) as cur:
-                    for row in await cur.fetchall():
-                        log.warning(
-                            "user=%s e-mail %r is the same address as an older account's"
-                            " once case is folded: it can no longer log in by e-mail",
-                            row[0],
-                            row[1],
-                        )
-            await conn.execute("COMMIT")
+                ).fetchall():
+                    log.warning(
+                        "user=%s e-mail %r is the same address as an older account's"
+                        " once case is folded: it can no longer log in by e-mail",
+                        row[0],
+                        row[1],
+                    )
+            conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
 
-    async def _begin(self, conn: aiosqlite.Connection) -> None:
-        """``BEGIN IMMEDIATE``, tried again with backoff while another process holds
-        the write lock, for ``lock_wait`` seconds; then :class:`Busy`."""
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``; :class:`_LockHeld` if another process holds the lock."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _lock_held(exc):
+                raise _LockHeld from exc
+            raise
 
-        async def begin() -> None:
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if _lock_held(exc):
-                    raise _LockHeld from exc
-                raise
-
-        await self._waiting_for_lock(begin)
+    async def _commit(self, conn: sqlite3.Connection) -> None:
+        """``COMMIT``; with ``--fsync`` in a thread, since it waits for the disk."""
+        if self._fsync:
+            await asyncio.to_thread(conn.execute, "COMMIT")
+        else:
+            conn.execute("COMMIT")
 
     async def _waiting_for_lock(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, tried again with backoff while it raises :class:`_LockHeld`
-        (its ``BEGIN`` met another process's write lock), for ``lock_wait``
-        seconds; then :class:`Busy`. Waits past one busy round are logged and
-        counted; shorter ones are nodes sharing a file taking turns."""
+        (it met another process's lock), for ``lock_wait`` seconds; then
+        :class:`Busy`. Waits past one busy round are logged and counted; shorter
+        ones are nodes sharing a file taking turns."""
         started = time.monotonic()
         failures = 0
         warned = False
@@ -684,68 +727,87 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
             self._checkpoints = None
-        for conn in (self._checkpointer, self._reader, self._writer):
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+        for conn in (self._reader, self._writer):
             if conn is not None:
-                conn.inline = False
-                await conn.close()
-        self._checkpointer = self._reader = self._writer = None
+                conn.close()
+        self._checkpointer = None
+        self._reader = self._writer = None
 
-    @property
-    def writer(self) -> _Connection:
-        """The writer connection (only inside :meth:`transaction`)."""
+    async def check(self) -> None:
+        """Fatal if the file is gone or another one; an error if it does not answer."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise FatalError(f"the database file {self.path} is gone") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise FatalError(f"the database file {self.path} was replaced")
+        # A read of the schema page: a disk or file that fails is seen here too.
+        await self.fetchone("SELECT count(*) FROM sqlite_master")
+
+    async def schema_version(self) -> int:
+        """The schema version applied to the file (``PRAGMA user_version``)."""
+        return int(await self.fetchval("PRAGMA user_version"))
+
+    async def shared_secret(self, name: str) -> bytes:
+        """The data dir's signing key (``secret.key``, made on first start): the
+        nodes that share this file share the data dir."""
+        if name != "token":
+            raise ValueError(f"no shared secret {name!r}")
+        return load_secret(self.path.parent)
+
+    def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
             raise RuntimeError("database is not open")
         return self._writer
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """An immediate write transaction, committed on exit, rolled back on error."""
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """An immediate write transaction, committed on exit, rolled back on error.
+
+        Prefer :meth:`write` where the work is one function: the same transaction,
+        and a server database runs it as a unit."""
         async with self._write_lock:
-            conn = self.writer
+            conn = self._writer_conn()
             self._written = True
-            await self._begin(conn)
+            await self._waiting_for_lock(lambda: self._begin(conn))
             try:
-                yield conn
+                yield SqliteConn(conn)
             except BaseException:
-                await conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            try:
+                await self._commit(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``work`` in one immediate write transaction: ``BEGIN IMMEDIATE``,
-        ``work(conn)``, ``COMMIT`` (``ROLLBACK`` if it raises), and return its
-        result once committed.
+        ``await work(conn)``, ``COMMIT`` (``ROLLBACK`` if it raises), and return
+        its result once committed. The write lock serializes the node's writes,
+        and SQLite's serializes them across processes: what ``work`` reads holds
+        until the commit."""
+        async with self.transaction() as conn:
+            return await work(conn)
 
-        For hot paths (the transcript's group commit, dispatch): the statements of
-        :meth:`transaction` are awaited one by one; here they run as one call,
-        on the loop (with ``--fsync``, as one job of the writer's thread). ``work``
-        is synchronous and must not touch anything of the loop's. The write lock,
-        the lock-wait retry of ``BEGIN`` and the commit before returning are those
-        of :meth:`transaction`.
-        """
-        async with self._write_lock:
-            writer = self.writer
-            self._written = True
-            return await self._waiting_for_lock(
-                lambda: writer._execute(_in_transaction, writer._conn, work)
-            )
+    async def read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``work`` on the reader connection: committed reads.
 
-    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` on the reader connection, as one call.
-
-        :meth:`write`'s counterpart for reads: several committed reads in one go.
         Each statement sees what was committed when it ran (no snapshot is held
-        across them, nor across an ``await``). ``work`` is synchronous, must not
-        touch anything of the loop's, and must only read: a read that meets a
-        lock (another process recovering the WAL) is run again after a pause.
+        across them). ``work`` must only read: a read that meets a lock (another
+        process recovering the WAL) is run again after a pause.
         """
         if self._reader is None:
             raise RuntimeError("database is not open")
-        reader = self._reader
+        conn = SqliteConn(self._reader)
 
         async def attempt() -> T:
             try:
-                return work(reader._conn)
+                return await work(conn)
             except sqlite3.OperationalError as exc:
                 if _lock_held(exc):
                     raise _LockHeld from exc
@@ -755,20 +817,18 @@ class Database:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         """One row from a committed read, or None."""
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
+        args = tuple(params)
+        return await self.read(lambda conn: conn.fetchrow(sql, args))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        """All rows of a committed read.
-
-        The statement runs to its end in one call. A cursor left open across an
-        ``await`` would keep the reader's snapshot: the reads of other coroutines,
-        sharing the one reader connection, would then miss what was committed
-        since (a just-sent offer "not found").
-        """
+        """All rows of a committed read."""
         args = tuple(params)
-        rows: list[Row] = await self.read(lambda conn: conn.execute(sql, args).fetchall())
-        return rows
+        return await self.read(lambda conn: conn.fetch(sql, args))
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first column of the first row of a committed read, or None."""
+        args = tuple(params)
+        return await self.read(lambda conn: conn.fetchval(sql, args))
 
 
 # The largest integer SQLite stores; a cursor or query number past it is refused.

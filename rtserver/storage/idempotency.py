@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import to_ms
 from rtserver.errors import InvalidField
+from rtserver.storage.sql import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +44,17 @@ class Kept:
 class IdempotencyStore:
     """The ``idempotency_keys`` table."""
 
-    async def kept(self, conn: aiosqlite.Connection, key: IdempotencyKey) -> Kept | None:
+    async def kept(self, conn: Conn, key: IdempotencyKey) -> Kept | None:
         """The answer kept for this key (inside the caller's transaction), or None.
 
         The same key with another call is refused: reusing a key for a new
         operation is a client bug that must not pass silently.
         """
-        async with conn.execute(
+        row = await conn.fetchrow(
             "SELECT fingerprint, status, response FROM idempotency_keys"
             " WHERE user_id = ? AND key = ?",
             (key.user_id, key.key),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             return None
         if row[0] != key.fingerprint:
@@ -67,7 +65,7 @@ class IdempotencyStore:
 
     async def keep(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         key: IdempotencyKey,
         status: int,
         body: dict[str, Any],

@@ -8,22 +8,21 @@ and payouts. Nothing is ever updated or deleted (triggers refuse it).
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.ledger import CUSTOMER, EXPERT, PLATFORM, Entry, Row
-from rtserver.storage.db import Database, new_id
+from rtserver.storage.db import new_id
+from rtserver.storage.sql import Conn, Db
+from rtserver.storage.sql import Row as SqlRow
 
 __all__ = ["CUSTOMER", "EXPERT", "PLATFORM", "Entry", "Ledger", "Row", "ledger_wire"]
 
 _COLUMNS = "id, op, session_id, user_id, account, kind, amount_cents, at"
 
 
-def _row(r: sqlite3.Row | aiosqlite.Row) -> Row:
+def _row(r: SqlRow) -> Row:
     return Row(
         r["id"],
         r["op"] or "",
@@ -36,7 +35,7 @@ def _row(r: sqlite3.Row | aiosqlite.Row) -> Row:
     )
 
 
-def ledger_wire(r: sqlite3.Row | aiosqlite.Row) -> dict[str, Any]:
+def ledger_wire(r: SqlRow) -> dict[str, Any]:
     """A stored row as the API shows it (a session's rows, a decision's rows)."""
     return {
         "id": r["id"],
@@ -54,12 +53,12 @@ def ledger_wire(r: sqlite3.Row | aiosqlite.Row) -> dict[str, Any]:
 class Ledger:
     """The ``ledger`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def append(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         session_id: str | None,
         at: datetime,
         entries: list[Entry],
@@ -79,16 +78,15 @@ class Ledger:
         )
         return op
 
-    async def of_session(self, session_id: str) -> list[sqlite3.Row]:
+    async def of_session(self, session_id: str) -> list[SqlRow]:
         """A session's entries, in order."""
         return await self.db.fetchall(
             "SELECT * FROM ledger WHERE session_id = ? ORDER BY id", (session_id,)
         )
 
-    async def of_op(self, conn: aiosqlite.Connection, op: str) -> list[aiosqlite.Row]:
+    async def of_op(self, conn: Conn, op: str) -> list[SqlRow]:
         """One operation's rows, inside the caller's transaction."""
-        async with conn.execute("SELECT * FROM ledger WHERE op = ? ORDER BY id", (op,)) as cur:
-            return list(await cur.fetchall())
+        return await conn.fetch("SELECT * FROM ledger WHERE op = ? ORDER BY id", (op,))
 
     async def own(self, account: str, user_id: str) -> list[Row]:
         """Every row of a user's account, oldest first."""
@@ -132,28 +130,26 @@ class Ledger:
         )
         return [(_row(r), r["memo"]) for r in rows], int(top["b"]) if top else 0
 
-    async def balance_in(self, conn: aiosqlite.Connection, account: str, user_id: str) -> int:
+    async def balance_in(self, conn: Conn, account: str, user_id: str) -> int:
         """A user's balance now, inside the caller's transaction."""
-        async with conn.execute(
+        row = await conn.fetchrow(
             "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = ? AND user_id = ?",
             (account, user_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return int(row[0]) if row else 0
 
-    async def owed_through(self, conn: aiosqlite.Connection, expert_id: str, end_ms: int) -> int:
+    async def owed_through(self, conn: Conn, expert_id: str, end_ms: int) -> int:
         """What an expert is owed for everything before ``end_ms``: his rows before it,
         less every payout made so far, whenever it was made.
 
         Counting later payouts matters when periods are paid out of order: a
         later period's payout already paid this period's money.
         """
-        async with conn.execute(
+        row = await conn.fetchrow(
             "SELECT coalesce(sum(amount_cents), 0) FROM ledger WHERE account = 'expert'"
             " AND user_id = ? AND (at < ? OR kind = 'payout')",
             (expert_id, end_ms),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return int(row[0]) if row else 0
 
     async def balance(self, account: str, user_id: str) -> int:

@@ -10,10 +10,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 
 def notification_wire(row: Row) -> dict[str, Any]:
@@ -31,12 +29,12 @@ def notification_wire(row: Row) -> dict[str, Any]:
 class NotificationStore:
     """The ``notifications`` and ``outbox`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def add(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         user_id: str,
         kind: str,
         key: str,
@@ -45,12 +43,12 @@ class NotificationStore:
         now: datetime,
     ) -> bool:
         """Store a notification; False if this (user, kind, key) exists already."""
-        cur = await conn.execute(
-            "INSERT OR IGNORE INTO notifications (user_id, kind, key, session_id, body, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+        added = await conn.execute(
+            "INSERT INTO notifications (user_id, kind, key, session_id, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (user_id, kind, key, session_id, json.dumps(body), to_ms(now)),
         )
-        return cur.rowcount == 1
+        return added == 1
 
     async def of_user(self, user_id: str, unread_only: bool = False) -> list[Row]:
         """A user's notifications, newest first."""
@@ -63,16 +61,16 @@ class NotificationStore:
     async def mark_read(self, user_id: str, notification_id: int, now: datetime) -> bool:
         """Mark one of the user's notifications read; False if it is not his."""
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "UPDATE notifications SET read_at = coalesce(read_at, ?)"
                 " WHERE id = ? AND user_id = ?",
                 (to_ms(now), notification_id, user_id),
             )
-            return cur.rowcount == 1
+            return changed == 1
 
     async def queue(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         user_id: str,
         channel: str,
         address: str,
@@ -83,12 +81,13 @@ class NotificationStore:
     ) -> int | None:
         """Put a message in the outbox (once per user, channel and key); its id, or None
         if it was queued already."""
-        cur = await conn.execute(
-            "INSERT OR IGNORE INTO outbox (user_id, channel, address, subject, body, key,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        # RETURNING gives no row when the message was queued already (ignored).
+        outbox_id: int | None = await conn.fetchval(
+            "INSERT INTO outbox (user_id, channel, address, subject, body, key,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
             (user_id, channel, address, subject, body, key, to_ms(now)),
         )
-        return cur.lastrowid if cur.rowcount == 1 else None
+        return outbox_id
 
     async def message(self, outbox_id: int) -> Row | None:
         """One outbox message, or None."""

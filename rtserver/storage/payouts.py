@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.payout_profile import PayoutProfile
-from rtserver.storage.db import Database, Row, new_id
+from rtserver.storage.db import new_id
+from rtserver.storage.sql import Conn, Db, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +43,7 @@ def _payout(r: Row) -> Payout:
 class PayoutStore:
     """The ``payout_profiles`` and ``payouts`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def profile(self, user_id: str) -> PayoutProfile:
@@ -75,17 +74,17 @@ class PayoutStore:
                 (user_id, profile.to_json(), to_ms(now)),
             )
 
-    async def experts_with_rows(self, conn: aiosqlite.Connection) -> list[str]:
+    async def experts_with_rows(self, conn: Conn) -> list[str]:
         """Every expert who has ledger rows, inside the caller's transaction."""
-        async with conn.execute(
+        rows = await conn.fetch(
             "SELECT DISTINCT user_id FROM ledger WHERE account = 'expert' AND user_id IS NOT NULL"
             " ORDER BY user_id"
-        ) as cur:
-            return [r[0] for r in await cur.fetchall()]
+        )
+        return [r[0] for r in rows]
 
     async def insert(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         expert_id: str,
         period: str,
         amount_cents: int,
@@ -94,19 +93,19 @@ class PayoutStore:
     ) -> Payout | None:
         """Record a payout; None if this expert was paid for this period already."""
         payout = Payout(new_id("p"), expert_id, period, amount_cents, op, now)
-        cur = await conn.execute(
-            "INSERT OR IGNORE INTO payouts (id, expert_id, period, amount_cents, op, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+        added = await conn.execute(
+            "INSERT INTO payouts (id, expert_id, period, amount_cents, op, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (payout.id, expert_id, period, amount_cents, op, to_ms(now)),
         )
-        return payout if cur.rowcount == 1 else None
+        return payout if added == 1 else None
 
-    async def paid_in(self, conn: aiosqlite.Connection, expert_id: str, period: str) -> bool:
+    async def paid_in(self, conn: Conn, expert_id: str, period: str) -> bool:
         """Whether this expert has a payout for this period (inside a transaction)."""
-        async with conn.execute(
+        row = await conn.fetchrow(
             "SELECT 1 FROM payouts WHERE expert_id = ? AND period = ?", (expert_id, period)
-        ) as cur:
-            return await cur.fetchone() is not None
+        )
+        return row is not None
 
     async def of_expert(self, expert_id: str) -> list[Payout]:
         """An expert's payouts, newest first."""

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.requests import Kind, OfferStatus, OfferView, RequestStatus, RequestView
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 # Experts who hold an open offer of an open instant request.
 _HOLDING = (
@@ -182,21 +179,16 @@ def _offer(row: Row) -> Offer:
 class RequestStore:
     """Requests, offers and request messages."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
-    async def insert(self, conn: aiosqlite.Connection, r: Request, cid: str | None = None) -> None:
+    async def insert(self, conn: Conn, r: Request, cid: str | None = None) -> None:
         """Store a new request (inside the caller's transaction).
 
         ``cid`` is the customer's key for it: a second insert with the same one
-        raises ``sqlite3.IntegrityError`` (see :meth:`by_cid`).
+        raises :class:`~rtserver.storage.sql.IntegrityError` (see :meth:`by_cid`).
         """
         await conn.execute(_INSERT, _insert_params(r, cid))
-
-    def insert_in(self, conn: sqlite3.Connection, r: Request, cid: str | None = None) -> None:
-        """:meth:`insert`, in a transaction run in the database's thread
-        (:meth:`rtserver.storage.db.Database.write`)."""
-        conn.execute(_INSERT, _insert_params(r, cid))
 
     async def get(self, request_id: str) -> Request | None:
         """A request by id, or None."""
@@ -231,20 +223,20 @@ class RequestStore:
         """A customer's open requests, oldest first."""
         return await self.db.read(lambda conn: self.open_of_customer_in(conn, customer_id))
 
-    def open_of_customer_in(self, conn: sqlite3.Connection, customer_id: str) -> list[Request]:
-        """:meth:`open_of_customer`, in the database's thread (``Database.read``)."""
-        rows = conn.execute(
+    async def open_of_customer_in(self, conn: Conn, customer_id: str) -> list[Request]:
+        """:meth:`open_of_customer`, inside a unit of work (``Db.read``)."""
+        rows = await conn.fetch(
             "SELECT * FROM requests WHERE customer_id = ? AND status = 'open' ORDER BY created_at",
             (customer_id,),
         )
         return [_request(r) for r in rows]
 
-    def open_offers_in(
-        self, conn: sqlite3.Connection, expert_id: str, now: datetime
+    async def open_offers_in(
+        self, conn: Conn, expert_id: str, now: datetime
     ) -> list[tuple[Request, Offer]]:
-        """An expert's offers still open (by status and by time), oldest first (in the
-        database's thread: ``Database.read``)."""
-        rows = conn.execute(
+        """An expert's offers still open (by status and by time), oldest first (inside
+        a unit of work: ``Db.read``)."""
+        rows = await conn.fetch(
             "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
             " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"
             " o.rate_cents_per_15min AS o_rate"
@@ -268,13 +260,12 @@ class RequestStore:
             for r in rows
         ]
 
-    # The methods below that take a ``sqlite3.Connection`` are synchronous: they
-    # run inside one job of the database's thread (Database.write / read), each
-    # statement a plain call, so that a unit of work costs one thread hop.
+    # The methods below that take a ``Conn`` run inside the caller's unit of work
+    # (Db.write / read), their statements among its own.
 
-    def add_wave(
+    async def add_wave(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         request_id: str,
         wave: int,
         expert_ids: list[str],
@@ -286,63 +277,69 @@ class RequestStore:
         Returns the request's new ``notified`` count and the rate of each offer.
         """
         now_ms = to_ms(now)
-        conn.executemany(
-            "INSERT OR IGNORE INTO offers (request_id, expert_id, wave, created_at, expires_at,"
+        await conn.executemany(
+            "INSERT INTO offers (request_id, expert_id, wave, created_at, expires_at,"
             " rate_cents_per_15min) VALUES (?, ?, ?, ?, ?,"
-            " (SELECT rate_cents_per_15min FROM expert_profiles WHERE user_id = ?))",
+            " (SELECT rate_cents_per_15min FROM expert_profiles WHERE user_id = ?))"
+            " ON CONFLICT DO NOTHING",
             [(request_id, e, wave, now_ms, to_ms(expires_at), e) for e in expert_ids],
         )
         marks = ",".join("?" * len(expert_ids))
         rates: dict[str, int | None] = {
             r[0]: r[1]
-            for r in conn.execute(
+            for r in await conn.fetch(
                 f"SELECT expert_id, rate_cents_per_15min FROM offers WHERE request_id = ?"
                 f" AND expert_id IN ({marks})",
                 (request_id, *expert_ids),
             )
         }
-        conn.executemany(
-            "UPDATE users SET last_offered_at = ? WHERE id = ?", [(now_ms, e) for e in expert_ids]
+        # In id order: on PostgreSQL each update locks its row until the commit, and
+        # two waves sharing experts must not take them in opposite orders.
+        await conn.executemany(
+            "UPDATE users SET last_offered_at = ? WHERE id = ?",
+            [(now_ms, e) for e in sorted(expert_ids)],
         )
-        row = conn.execute(
+        row = await conn.fetchrow(
             "UPDATE requests SET wave = ?, notified = notified + ? WHERE id = ? RETURNING notified",
             (wave, len(expert_ids), request_id),
-        ).fetchone()
+        )
         return (int(row[0]) if row else 0), rates
 
-    def wave_of(self, conn: sqlite3.Connection, request_id: str) -> tuple[str, int] | None:
-        """The request's status and current wave, or None."""
-        row = conn.execute(
-            "SELECT status, wave FROM requests WHERE id = ?", (request_id,)
-        ).fetchone()
+    async def wave_of(self, conn: Conn, request_id: str) -> tuple[str, int] | None:
+        """The request's status and current wave, or None; locked until the commit of
+        the caller's write transaction (two nodes writing its next wave at once:
+        the second sees the first's)."""
+        row = await conn.fetchrow(
+            "SELECT status, wave FROM requests WHERE id = ? FOR UPDATE", (request_id,)
+        )
         return (row[0], row[1]) if row else None
 
-    def get_in(self, conn: sqlite3.Connection, request_id: str) -> Request | None:
+    async def get_in(self, conn: Conn, request_id: str) -> Request | None:
         """A request by id."""
-        row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = await conn.fetchrow("SELECT * FROM requests WHERE id = ?", (request_id,))
         return _request(row) if row else None
 
-    def offer_in(self, conn: sqlite3.Connection, request_id: str, expert_id: str) -> Offer | None:
+    async def offer_in(self, conn: Conn, request_id: str, expert_id: str) -> Offer | None:
         """The offer of a request to an expert."""
-        row = conn.execute(
+        row = await conn.fetchrow(
             "SELECT * FROM offers WHERE request_id = ? AND expert_id = ?", (request_id, expert_id)
-        ).fetchone()
+        )
         return _offer(row) if row else None
 
-    def offer_rate(self, conn: sqlite3.Connection, request_id: str, expert_id: str) -> int:
+    async def offer_rate(self, conn: Conn, request_id: str, expert_id: str) -> int:
         """The rate the session of this offer is charged at: the one fixed in the offer,
         or for an offer made before rates were fixed in offers (v5), the expert's now."""
-        row = conn.execute(
+        rate = await conn.fetchval(
             "SELECT coalesce((SELECT rate_cents_per_15min FROM offers WHERE request_id = ?"
             " AND expert_id = ?), (SELECT rate_cents_per_15min FROM expert_profiles"
             " WHERE user_id = ?), 0)",
             (request_id, expert_id, expert_id),
-        ).fetchone()
-        return int(row[0])
+        )
+        return int(rate)
 
-    def close(
+    async def close(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         request_id: str,
         status: RequestStatus,
         now: datetime,
@@ -351,16 +348,16 @@ class RequestStore:
         expert_id: str | None = None,
     ) -> int | None:
         """Move an open request to a final status; its ``notified``, or None if not open."""
-        row = conn.execute(
+        row = await conn.fetchrow(
             "UPDATE requests SET status = ?, closed_at = ?, session_id = ?, accepted_expert_id = ?"
             " WHERE id = ? AND status = 'open' RETURNING notified",
             (status, to_ms(now), session_id, expert_id, request_id),
-        ).fetchone()
+        )
         return int(row[0]) if row else None
 
-    def close_offers(
+    async def close_offers(
         self,
-        conn: sqlite3.Connection,
+        conn: Conn,
         request_id: str,
         status: OfferStatus,
         reason: str | None,
@@ -386,26 +383,26 @@ class RequestStore:
         if expert_id is not None:
             sql += " AND expert_id = ?"
             params.append(expert_id)
-        return [r[0] for r in conn.execute(sql + " RETURNING expert_id", params)]
+        return [r[0] for r in await conn.fetch(sql + " RETURNING expert_id", params)]
 
-    def wave_end(self, conn: sqlite3.Connection, request_id: str, wave: int) -> datetime | None:
+    async def wave_end(self, conn: Conn, request_id: str, wave: int) -> datetime | None:
         """When the first still open offer of this wave ends, or None if none is open."""
-        row = conn.execute(
+        row = await conn.fetchrow(
             "SELECT min(expires_at) FROM offers WHERE request_id = ? AND wave = ?"
             " AND status = 'open'",
             (request_id, wave),
-        ).fetchone()
+        )
         return from_ms(row[0]) if row and row[0] is not None else None
 
-    def offered_experts(self, conn: sqlite3.Connection, request_id: str) -> set[str]:
+    async def offered_experts(self, conn: Conn, request_id: str) -> set[str]:
         """Every expert this request was ever offered to."""
-        rows = conn.execute("SELECT expert_id FROM offers WHERE request_id = ?", (request_id,))
+        rows = await conn.fetch("SELECT expert_id FROM offers WHERE request_id = ?", (request_id,))
         return {r[0] for r in rows}
 
-    def holding_instant_offers(self, conn: sqlite3.Connection) -> set[str]:
+    async def holding_instant_offers(self, conn: Conn) -> set[str]:
         """Experts who hold an open offer of an open instant request (few: the open
         instant requests' current waves)."""
-        return {r[0] for r in conn.execute(_HOLDING)}
+        return {r[0] for r in await conn.fetch(_HOLDING)}
 
     async def waiting(self, limit: int = 50) -> list[str]:
         """Open instant requests whose current wave holds no open offer, oldest first."""
@@ -416,24 +413,22 @@ class RequestStore:
         )
         return [r["id"] for r in rows]
 
-    def unanswered(self, conn: sqlite3.Connection, request_ids: list[str]) -> list[str]:
+    async def unanswered(self, conn: Conn, request_ids: list[str]) -> list[str]:
         """Those of these requests still open to anyone whose current wave holds no
         open offer, in order."""
         marks = ",".join("?" * len(request_ids))
-        rows = conn.execute(
+        rows = await conn.fetch(
             f"SELECT r.id FROM requests r WHERE r.id IN ({marks}) AND {_UNANSWERED}", request_ids
         )
         found = {r[0] for r in rows}
         return [r for r in request_ids if r in found]
 
-    def withdraw_instant_offers(
-        self, conn: sqlite3.Connection, expert_id: str, now: datetime
-    ) -> list[str]:
+    async def withdraw_instant_offers(self, conn: Conn, expert_id: str, now: datetime) -> list[str]:
         """Revoke an expert's open offers of instant requests (he just became busy).
 
         Returns the requests they belonged to.
         """
-        rows = conn.execute(
+        rows = await conn.fetch(
             "UPDATE offers SET status = 'revoked', reason = 'busy', closed_at = ?"
             " WHERE expert_id = ? AND status = 'open' AND request_id IN"
             " (SELECT id FROM requests WHERE kind = 'instant' AND status = 'open')"
@@ -442,28 +437,27 @@ class RequestStore:
         )
         return [r[0] for r in rows]
 
-    async def withdraw_all_offers(
-        self, conn: aiosqlite.Connection, expert_id: str, now: datetime
-    ) -> list[str]:
+    async def withdraw_all_offers(self, conn: Conn, expert_id: str, now: datetime) -> list[str]:
         """Revoke every open offer of an expert (his account was suspended).
 
         Returns the requests they belonged to.
         """
-        async with conn.execute(
+        rows = await conn.fetch(
             "UPDATE offers SET status = 'revoked', reason = 'withdrawn', closed_at = ?"
             " WHERE expert_id = ? AND status = 'open' RETURNING request_id",
             (to_ms(now), expert_id),
-        ) as cur:
-            return [r[0] for r in await cur.fetchall()]
+        )
+        return [r[0] for r in rows]
 
     async def add_message(self, request_id: str, from_id: str, text: str, at: datetime) -> int:
         """Store a message about a request; its id."""
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO request_messages (request_id, from_id, text, at) VALUES (?, ?, ?, ?)",
+            message_id = await conn.fetchval(
+                "INSERT INTO request_messages (request_id, from_id, text, at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (request_id, from_id, text, to_ms(at)),
             )
-            return int(cur.lastrowid or 0)
+            return int(message_id or 0)
 
     async def messages(self, request_id: str) -> list[Row]:
         """The messages of a request, in order."""

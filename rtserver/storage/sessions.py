@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import aiosqlite
-
 from rtserver.clock import from_ms, to_ms, to_wire
 from rtserver.core.billing import Billing
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 SessionStatus = Literal["scheduled", "active", "ended", "cancelled"]
 
@@ -138,13 +135,13 @@ def _session(row: Row) -> Session:
 class SessionStore:
     """The ``sessions`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
-    def insert(self, conn: sqlite3.Connection, s: Session) -> None:
-        """Store a new session, inside the caller's transaction (in the database's
-        thread: :meth:`rtserver.storage.db.Database.write`)."""
-        conn.execute(
+    async def insert(self, conn: Conn, s: Session) -> None:
+        """Store a new session, inside the caller's transaction (a unit of work:
+        :meth:`Db.write`)."""
+        await conn.execute(
             "INSERT INTO sessions (id, request_id, customer_id, expert_id, kind, title, status,"
             " scheduled_at, rate_cents_per_15min, created_at, started_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -177,13 +174,14 @@ class SessionStore:
         rows = await self.db.fetchall(f"SELECT * FROM sessions WHERE id IN ({marks})", ids)
         return {r["id"]: _session(r) for r in rows}
 
-    async def get_in(self, conn: aiosqlite.Connection, session_id: str) -> Session | None:
-        """A session read inside the caller's transaction (sees its writes)."""
-        async with conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)) as cur:
-            row = await cur.fetchone()
+    async def get_in(self, conn: Conn, session_id: str) -> Session | None:
+        """A session read inside the caller's write transaction (sees its writes),
+        locked until the commit: what is decided from it holds (on PostgreSQL a
+        row lock; SQLite's write lock holds the whole file already)."""
+        row = await conn.fetchrow("SELECT * FROM sessions WHERE id = ? FOR UPDATE", (session_id,))
         return _session(row) if row else None
 
-    async def save_billing(self, conn: aiosqlite.Connection, session_id: str, b: Billing) -> None:
+    async def save_billing(self, conn: Conn, session_id: str, b: Billing) -> None:
         """Store a session's billing clock, inside the caller's transaction."""
         await conn.execute(
             "UPDATE sessions SET billing_running = ?, billed_ms = ?, billing_checked = ?,"
@@ -193,7 +191,7 @@ class SessionStore:
 
     async def end(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         session_id: str,
         by: str,
         now: datetime,
@@ -203,7 +201,7 @@ class SessionStore:
         expert_earnings_cents: int,
     ) -> bool:
         """Mark an active session ended with its charge; False if it was not active."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE sessions SET status = 'ended', ended_at = ?, ended_by = ?, discount_pct = ?,"
             " charge_cents = ?, platform_fee_cents = ?, expert_earnings_cents = ?"
             " WHERE id = ? AND status = 'active'",
@@ -217,17 +215,17 @@ class SessionStore:
                 session_id,
             ),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def by_request(self, request_id: str) -> Session | None:
         """The session an accepted request became, or None."""
         row = await self.db.fetchone("SELECT * FROM sessions WHERE request_id = ?", (request_id,))
         return _session(row) if row else None
 
-    def current_in(self, conn: sqlite3.Connection, user_id: str) -> list[Session]:
-        """A user's active and upcoming sessions, soonest first (in the database's
-        thread: ``Database.read``)."""
-        rows = conn.execute(
+    async def current_in(self, conn: Conn, user_id: str) -> list[Session]:
+        """A user's active and upcoming sessions, soonest first (inside a unit of
+        work: ``Db.read``)."""
+        rows = await conn.fetch(
             "SELECT * FROM sessions WHERE (customer_id = ? OR expert_id = ?)"
             " AND status IN ('scheduled', 'active')"
             " ORDER BY coalesce(scheduled_at, created_at)",
@@ -259,10 +257,9 @@ class SessionStore:
             out.setdefault(r["expert_id"], []).append(from_ms(r["at"]))
         return out
 
-    def booked_in(self, conn: sqlite3.Connection, expert_id: str) -> list[datetime]:
-        """:meth:`booked`, inside the caller's transaction (sees its writes; in the
-        database's thread)."""
-        rows = conn.execute(
+    async def booked_in(self, conn: Conn, expert_id: str) -> list[datetime]:
+        """:meth:`booked`, inside the caller's transaction (sees its writes)."""
+        rows = await conn.fetch(
             "SELECT coalesce(scheduled_at, started_at, created_at) AS at FROM sessions"
             " WHERE expert_id = ? AND status IN ('scheduled', 'active')",
             (expert_id,),
@@ -270,7 +267,7 @@ class SessionStore:
         return [from_ms(r[0]) for r in rows]
 
     async def mark_joined(
-        self, conn: aiosqlite.Connection, session: Session, user_id: str, now: datetime
+        self, conn: Conn, session: Session, user_id: str, now: datetime
     ) -> Session | None:
         """Record that a participant joined a scheduled session; active once both have
         (and the expert is in no other active session: his next join starts it then)."""
@@ -290,7 +287,7 @@ class SessionStore:
 
     async def cancel(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         session_id: str,
         reason: str,
         by: str | None,
@@ -299,25 +296,24 @@ class SessionStore:
         charged_user_id: str | None,
     ) -> bool:
         """Cancel a scheduled session; False if it was no longer scheduled."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE sessions SET status = 'cancelled', ended_at = ?, cancel_reason = ?,"
             " cancelled_by = ?, fee_cents = ?, charged_user_id = ?"
             " WHERE id = ? AND status = 'scheduled'",
             (to_ms(now), reason, by, fee_cents, charged_user_id, session_id),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
-    async def active_of_expert_in(self, conn: aiosqlite.Connection, expert_id: str) -> str | None:
+    async def active_of_expert_in(self, conn: Conn, expert_id: str) -> str | None:
         """The expert's active session, read under the caller's write transaction.
 
         Under the write lock this answer cannot change before the commit: the
         check that keeps an expert in one active session at a time.
         """
-        async with conn.execute(
+        row = await conn.fetchrow(
             "SELECT id FROM sessions WHERE expert_id = ? AND status = 'active' LIMIT 1",
             (expert_id,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return str(row[0]) if row else None
 
     async def busy(self, expert_ids: list[str]) -> set[str]:
@@ -326,14 +322,13 @@ class SessionStore:
             return set()
         return await self.db.read(lambda conn: self.busy_in(conn, expert_ids))
 
-    def busy_in(self, conn: sqlite3.Connection, expert_ids: list[str]) -> set[str]:
-        """:meth:`busy`, on a connection in the database's thread (sees the
-        caller's writes inside a transaction: under the write lock, the answer
-        holds until the commit)."""
+    async def busy_in(self, conn: Conn, expert_ids: list[str]) -> set[str]:
+        """:meth:`busy`, inside a unit of work (sees the caller's writes inside a
+        transaction: under the write lock, the answer holds until the commit)."""
         if not expert_ids:
             return set()
         marks = ",".join("?" * len(expert_ids))
-        rows = conn.execute(
+        rows = await conn.fetch(
             f"SELECT DISTINCT expert_id FROM sessions WHERE status = 'active'"
             f" AND expert_id IN ({marks})",
             expert_ids,

@@ -19,13 +19,10 @@ retries it.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import aiosqlite
-
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 # The longest error text kept for a failed timer or a dead letter.
 MAX_ERROR = 500
@@ -34,7 +31,7 @@ MAX_ERROR = 500
 _SCHEDULE = (
     "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
     " ON CONFLICT (kind, ref) DO UPDATE SET"
-    " due_at = CASE WHEN timers.woken THEN ? ELSE excluded.due_at END,"
+    " due_at = CASE WHEN timers.woken <> 0 THEN ? ELSE excluded.due_at END,"
     " woken = 0, lease_owner = NULL, lease_until = 0, attempts = 0, last_error = NULL"
 )
 # Already due: the wake is kept (``woken``) for the run that may be under way,
@@ -42,7 +39,7 @@ _SCHEDULE = (
 _HASTEN = (
     "INSERT INTO timers (kind, ref, due_at) VALUES (?, ?, ?)"
     " ON CONFLICT (kind, ref) DO UPDATE SET"
-    " due_at = min(timers.due_at, excluded.due_at),"
+    " due_at = least(timers.due_at, excluded.due_at),"
     " woken = CASE WHEN timers.due_at <= excluded.due_at THEN 1 ELSE timers.woken END"
 )
 _CANCEL = "DELETE FROM timers WHERE kind = ? AND ref = ?"
@@ -76,12 +73,12 @@ class Lease:
 class TimerStore:
     """The ``timers`` and ``dead_letters`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def schedule(
         self,
-        conn: aiosqlite.Connection,
+        conn: Conn,
         kind: str,
         ref: str,
         due_ms: int,
@@ -96,23 +93,10 @@ class TimerStore:
         """
         await conn.execute(_SCHEDULE, _schedule_params(kind, ref, due_ms, woken_ms))
 
-    def schedule_in(
-        self,
-        conn: sqlite3.Connection,
-        kind: str,
-        ref: str,
-        due_ms: int,
-        *,
-        woken_ms: int | None = None,
-    ) -> None:
-        """:meth:`schedule`, in a transaction run in the database's thread
-        (:meth:`rtserver.storage.db.Database.write`)."""
-        conn.execute(_SCHEDULE, _schedule_params(kind, ref, due_ms, woken_ms))
-
-    def hasten(self, conn: sqlite3.Connection, kind: str, ref: str, due_ms: int) -> None:
+    async def hasten(self, conn: Conn, kind: str, ref: str, due_ms: int) -> None:
         """Make a timer due by ``due_ms`` at the latest (set it if absent), inside the
-        caller's transaction, run in the database's thread
-        (:meth:`rtserver.storage.db.Database.write`): a wake-up.
+        caller's transaction, a unit of work
+        (:meth:`Db.write`): a wake-up.
 
         A timer due sooner than that (already due, perhaps running under a lease)
         is left exactly as it is. :meth:`schedule` would move it to the wake's own
@@ -120,15 +104,11 @@ class TimerStore:
         burst) every claim, made on the due time read a moment before, then failed,
         and the timer never ran (issue 8, defect 9).
         """
-        conn.execute(_HASTEN, (kind, ref, due_ms))
+        await conn.execute(_HASTEN, (kind, ref, due_ms))
 
-    async def cancel(self, conn: aiosqlite.Connection, kind: str, ref: str) -> None:
+    async def cancel(self, conn: Conn, kind: str, ref: str) -> None:
         """Remove a timer, inside the caller's transaction."""
         await conn.execute(_CANCEL, (kind, ref))
-
-    def cancel_in(self, conn: sqlite3.Connection, kind: str, ref: str) -> None:
-        """:meth:`cancel`, in a transaction run in the database's thread."""
-        conn.execute(_CANCEL, (kind, ref))
 
     async def due(self, kinds: Collection[str], now_ms: int, limit: int = 100) -> list[Timer]:
         """Timers of these kinds due now and not leased by a live node, earliest first."""
@@ -149,7 +129,7 @@ class TimerStore:
             return None
         marks = ", ".join("?" * len(kinds))
         row = await self.db.fetchone(
-            f"SELECT min(max(due_at, lease_until)) FROM timers WHERE kind IN ({marks})",
+            f"SELECT min(greatest(due_at, lease_until)) FROM timers WHERE kind IN ({marks})",
             tuple(kinds),
         )
         return int(row[0]) if row and row[0] is not None else None
@@ -158,45 +138,45 @@ class TimerStore:
         """Take the lease on a due timer; a lease for exactly one claimant, None for the others."""
         token = f"{owner}/{secrets.token_hex(6)}"
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "UPDATE timers SET lease_owner = ?, lease_until = ?"
                 " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_until < ?",
                 (token, now_ms + lease_ms, timer.kind, timer.ref, timer.due_at, now_ms),
             )
-            return Lease(timer, token) if cur.rowcount == 1 else None
+            return Lease(timer, token) if changed == 1 else None
 
     async def renew(self, lease: Lease, until_ms: int) -> bool:
         """Extend a lease still held; False if it was lost or its timer moved or removed."""
         t = lease.timer
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE timers SET lease_until = max(lease_until, ?)"
+            changed = await conn.execute(
+                "UPDATE timers SET lease_until = greatest(lease_until, ?)"
                 " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
                 (until_ms, t.kind, t.ref, t.due_at, lease.token),
             )
-            return cur.rowcount == 1
+            return changed == 1
 
     async def complete(self, lease: Lease) -> bool:
         """Delete a timer that ran, unless it was moved (or claimed again) while it ran."""
         t = lease.timer
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "DELETE FROM timers WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
                 (t.kind, t.ref, t.due_at, lease.token),
             )
-            return cur.rowcount == 1
+            return changed == 1
 
     async def fail(self, lease: Lease, error: str, due_ms: int) -> bool:
         """Count a failed try and move the timer to ``due_ms``, if this lease still holds it."""
         t = lease.timer
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "UPDATE timers SET due_at = ?, lease_owner = NULL, lease_until = 0,"
                 " attempts = attempts + 1, last_error = ?"
                 " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
                 (due_ms, error[:MAX_ERROR], t.kind, t.ref, t.due_at, lease.token),
             )
-            return cur.rowcount == 1
+            return changed == 1
 
     async def retire(self, lease: Lease, error: str, now_ms: int) -> int | None:
         """Move a timer that failed its last try to the dead letters; the dead letter's id.
@@ -205,18 +185,18 @@ class TimerStore:
         """
         t = lease.timer
         async with self.db.transaction() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "DELETE FROM timers WHERE kind = ? AND ref = ? AND due_at = ? AND lease_owner = ?",
                 (t.kind, t.ref, t.due_at, lease.token),
             )
-            if cur.rowcount != 1:
+            if changed != 1:
                 return None
-            cur = await conn.execute(
+            dead_id: int | None = await conn.fetchval(
                 "INSERT INTO dead_letters (kind, ref, attempts, last_error, failed_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (t.kind, t.ref, t.attempts + 1, error[:MAX_ERROR], now_ms),
             )
-            return cur.lastrowid
+            return dead_id
 
     # -- dead letters ---------------------------------------------------------------------
 
@@ -239,21 +219,18 @@ class TimerStore:
         """One dead letter, or None."""
         return await self.db.fetchone("SELECT * FROM dead_letters WHERE id = ?", (dead_id,))
 
-    async def revive(
-        self, conn: aiosqlite.Connection, dead_id: int, by: str, now_ms: int
-    ) -> Row | None:
+    async def revive(self, conn: Conn, dead_id: int, by: str, now_ms: int) -> Row | None:
         """Schedule a dead letter's timer again, due now, inside the caller's transaction.
 
         Marks the dead letter ``retried``; None if it is not ``dead`` (retried
         already). A timer of the same kind and ref scheduled since is left as
         it is: it runs the same work.
         """
-        async with conn.execute(
+        row = await conn.fetchrow(
             "UPDATE dead_letters SET status = 'retried', retried_at = ?, retried_by = ?"
             " WHERE id = ? AND status = 'dead' RETURNING *",
             (now_ms, by, dead_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             return None
         await conn.execute(

@@ -14,18 +14,17 @@ SQLite's write lock makes it gapless across every node sharing the file. A
 nothing (a cid is the sending client's id: the other participant's client
 may well pick the same one).
 
-A batch is one synchronous function run once in the writer's thread
-(:meth:`Database.write`): one thread hop per batch, not one per statement.
-It also reads each session's status under the write lock, so that a message
-to a session that ended, on any node, is refused (:class:`NotActive`) rather
-than stored: the room service may then check the session from memory.
+A batch is one unit of work (:meth:`Db.write`): one transaction and one
+commit for the whole batch, not one per message. It also reads each
+session's status under the write lock, so that a message to a session that
+ended, on any node, is refused (:class:`NotActive`) rather than stored: the
+room service may then check the session from memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import anyio
 
 from rtserver.clock import from_ms, to_wire
-from rtserver.storage.db import Database, Row
+from rtserver.storage.sql import Conn, Db, Row
 
 log = logging.getLogger("rtserver.transcript")
 
@@ -108,8 +107,9 @@ _GIVE_BACK_SEQ = "UPDATE sessions SET last_seq = last_seq - 1 WHERE id = ?"
 _EARLIER = "SELECT seq, at FROM messages WHERE session_id = ? AND from_id = ? AND cid = ?"
 
 
-def _write_batch(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Stored | NotActive]:
-    """Store a batch inside the caller's write transaction (in the writer's thread).
+async def _write_batch(conn: Conn, batch: list[NewMessage]) -> list[Stored | NotActive]:
+    """Store a batch inside the caller's write transaction (a unit of work of
+    :meth:`Db.write`).
 
     The session's status is checked here, under the write lock, so that a message
     never lands in a session that ended (on any node) before this commit. A resend
@@ -117,16 +117,23 @@ def _write_batch(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Stor
     transaction and under the same lock, so the seq stays gapless.
     """
     out: list[Stored | NotActive] = []
-    cur = conn.cursor()
-    execute = cur.execute
+    sessions = sorted({m.session_id for m in batch})
+    if len(sessions) > 1:
+        # On PostgreSQL each seq update locks its session's row until the commit:
+        # taken in one order (by id) here, so that two nodes' batches never wait
+        # for each other's rows in a cycle. (SQLite: a read; its lock is the file's.)
+        marks = ",".join("?" * len(sessions))
+        await conn.fetch(
+            f"SELECT id FROM sessions WHERE id IN ({marks}) ORDER BY id FOR UPDATE", sessions
+        )
     for m in batch:
-        row = execute(_NEXT_SEQ, (m.session_id,)).fetchone()
+        row = await conn.fetchrow(_NEXT_SEQ, (m.session_id,))
         if row is None:
-            status = execute(_STATUS, (m.session_id,)).fetchone()
+            status = await conn.fetchrow(_STATUS, (m.session_id,))
             out.append(NotActive(status[0] if status else "missing"))
             continue
         seq = int(row[0])
-        execute(
+        inserted = await conn.execute(
             _INSERT,
             (
                 m.session_id,
@@ -141,11 +148,12 @@ def _write_batch(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Stor
                 m.at_ms,
             ),
         )
-        if cur.rowcount == 1:
+        if inserted == 1:
             out.append(Stored(seq, m.at_ms, False))
             continue
-        execute(_GIVE_BACK_SEQ, (m.session_id,))
-        earlier = execute(_EARLIER, (m.session_id, m.from_id, m.cid)).fetchone()
+        await conn.execute(_GIVE_BACK_SEQ, (m.session_id,))
+        earlier = await conn.fetchrow(_EARLIER, (m.session_id, m.from_id, m.cid))
+        assert earlier is not None  # the cid that refused the insert
         out.append(Stored(int(earlier[0]), int(earlier[1]), True))
     return out
 
@@ -153,7 +161,7 @@ def _write_batch(conn: sqlite3.Connection, batch: list[NewMessage]) -> list[Stor
 class Transcript:
     """Appends and reads of session messages."""
 
-    def __init__(self, db: Database, batch: int = 256, limit: int = 10_000) -> None:
+    def __init__(self, db: Db, batch: int = 256, limit: int = 10_000) -> None:
         self.db = db
         self.batch = batch
         # Appends waiting for the flusher: each its message and the future its
@@ -240,12 +248,12 @@ class Transcript:
             if not done.done():
                 done.set_result(r)
 
-    async def after(self, session_id: str, after_seq: int, limit: int = -1) -> list[Row]:
-        """Stored messages with ``seq > after_seq``, in order (at most ``limit``; -1: all)."""
-        return await self.db.fetchall(
-            "SELECT * FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (session_id, after_seq, limit),
-        )
+    async def after(self, session_id: str, after_seq: int, limit: int | None = None) -> list[Row]:
+        """Stored messages with ``seq > after_seq``, in order (at most ``limit``; None: all)."""
+        sql = "SELECT * FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq"
+        if limit is None:
+            return await self.db.fetchall(sql, (session_id, after_seq))
+        return await self.db.fetchall(sql + " LIMIT ?", (session_id, after_seq, limit))
 
     async def code_of(self, session_id: str) -> list[Row]:
         """A session's code snippets, in order."""

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import aiosqlite
 
 from rtserver.core.matching import Candidate, Need, normalize
 from rtserver.core.text import email_key
 from rtserver.errors import AlreadyExists
-from rtserver.storage.db import Database, Row, new_id
+from rtserver.storage.db import new_id
+from rtserver.storage.sql import Conn, Db, IntegrityError, Row
 
 Role = Literal["customer", "expert", "manager"]
 
@@ -130,7 +128,7 @@ RESPONSE_WINDOW = 50
 class UserStore:
     """Accounts and expert profiles."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def create(
@@ -164,7 +162,7 @@ class UserStore:
                         "INSERT INTO expert_profiles (user_id, updated_at) VALUES (?, ?)",
                         (user.id, now_ms),
                     )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise AlreadyExists("this e-mail is already registered", "email") from None
         return user
 
@@ -177,10 +175,15 @@ class UserStore:
         """The account with this id, or None."""
         return await self.db.read(lambda conn: self.by_id_in(conn, user_id))
 
-    def by_id_in(self, conn: sqlite3.Connection, user_id: str) -> User | None:
-        """:meth:`by_id`, in the database's thread (``Database.read`` or ``write``)."""
-        row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+    async def by_id_in(self, conn: Conn, user_id: str) -> User | None:
+        """:meth:`by_id`, inside a unit of work (``Db.read`` or ``write``)."""
+        row = await conn.fetchrow("SELECT * FROM users WHERE id = ?", (user_id,))
         return _user(row) if row else None
+
+    async def lock_in(self, conn: Conn, user_id: str) -> None:
+        """Hold the account's row until the commit of the caller's write transaction:
+        money moved for one user (a payout, a refund) is decided one at a time."""
+        await conn.execute("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
 
     async def many(self, user_ids: list[str]) -> dict[str, User]:
         """Accounts by id."""
@@ -188,13 +191,13 @@ class UserStore:
             return {}
         return await self.db.read(lambda conn: self.many_in(conn, user_ids))
 
-    def many_in(self, conn: sqlite3.Connection, user_ids: list[str]) -> dict[str, User]:
-        """:meth:`many`, on a connection in the database's thread
-        (:meth:`rtserver.storage.db.Database.read` or ``write``)."""
+    async def many_in(self, conn: Conn, user_ids: list[str]) -> dict[str, User]:
+        """:meth:`many`, inside a unit of work
+        (:meth:`Db.read` or ``write``)."""
         if not user_ids:
             return {}
         marks = ",".join("?" * len(user_ids))
-        rows = conn.execute(f"SELECT * FROM users WHERE id IN ({marks})", user_ids)
+        rows = await conn.fetch(f"SELECT * FROM users WHERE id IN ({marks})", user_ids)
         return {r["id"]: _user(r) for r in rows}
 
     async def set_presence(self, user_id: str, status: str) -> None:
@@ -238,12 +241,12 @@ class UserStore:
                 [(user_id, lang) for lang in languages],
             )
 
-    def still_free(self, conn: sqlite3.Connection, expert_ids: list[str]) -> list[str]:
+    async def still_free(self, conn: Conn, expert_ids: list[str]) -> list[str]:
         """Those of these experts still available and in no active session (in order),
-        read inside the caller's write transaction (in the database's thread:
-        :meth:`rtserver.storage.db.Database.write`)."""
+        read inside the caller's write transaction (a unit of work:
+        :meth:`Db.write`)."""
         marks = ",".join("?" * len(expert_ids))
-        rows = conn.execute(
+        rows = await conn.fetch(
             f"SELECT id FROM users WHERE id IN ({marks}) AND presence = 'available'"
             " AND status = 'active'"
             " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.expert_id = users.id"
@@ -263,9 +266,11 @@ class UserStore:
             return []
         marks = ",".join("?" * len(need.skills))
         presence = "AND u.presence = 'available'" if available_only else ""
+        # One row per matching skill, gathered here: SQLite's group_concat and
+        # PostgreSQL's string_agg have no common spelling.
         rows = await self.db.fetchall(
             f"""
-            SELECT u.id, u.last_offered_at, group_concat(s.skill, char(31)) AS matched,
+            SELECT u.id, u.last_offered_at, s.skill,
                 p.rating_sum, p.rating_count, p.response_ms, p.verification_status
             FROM expert_skills s
             JOIN users u ON u.id = s.user_id
@@ -273,21 +278,26 @@ class UserStore:
             JOIN expert_languages l ON l.user_id = u.id AND l.language = ?
             WHERE s.skill IN ({marks}) AND u.role = 'expert' AND u.status = 'active'
                 AND p.verification_status != 'rejected' {presence}
-            GROUP BY u.id
+            ORDER BY u.id
             """,
             [need.language, *sorted(need.skills)],
         )
+        first: dict[str, Row] = {}
+        matched: dict[str, set[str]] = {}
+        for r in rows:
+            first.setdefault(r["id"], r)
+            matched.setdefault(r["id"], set()).add(r["skill"])
         return [
             Candidate(
                 r["id"],
-                frozenset(r["matched"].split("\x1f")),
+                frozenset(matched[r["id"]]),
                 frozenset([need.language]),
                 rating=r["rating_sum"] / r["rating_count"] if r["rating_count"] else None,
                 response_ms=r["response_ms"],
                 last_offered_ms=r["last_offered_at"],
                 verified=r["verification_status"] == "verified",
             )
-            for r in rows
+            for r in first.values()
         ]
 
     async def offerable(self, expert_ids: list[str] | None) -> list[Candidate]:
@@ -337,29 +347,29 @@ class UserStore:
         async with self.db.transaction() as conn:
             await conn.execute("UPDATE users SET phone = ? WHERE id = ?", (phone, user_id))
 
-    async def set_status(self, conn: aiosqlite.Connection, user_id: str, status: str) -> bool:
+    async def set_status(self, conn: Conn, user_id: str, status: str) -> bool:
         """Suspend or restore an account, inside the caller's transaction; False if unchanged."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE users SET status = ? WHERE id = ? AND status != ?", (status, user_id, status)
         )
-        return cur.rowcount == 1
+        return changed == 1
 
-    async def set_verification(self, conn: aiosqlite.Connection, user_id: str, status: str) -> bool:
+    async def set_verification(self, conn: Conn, user_id: str, status: str) -> bool:
         """A manager's verification of an expert, inside the caller's transaction."""
-        cur = await conn.execute(
+        changed = await conn.execute(
             "UPDATE expert_profiles SET verification_status = ? WHERE user_id = ?",
             (status, user_id),
         )
-        return cur.rowcount == 1
+        return changed == 1
 
-    def note_response(self, conn: sqlite3.Connection, expert_id: str) -> None:
+    async def note_response(self, conn: Conn, expert_id: str) -> None:
         """Recompute an expert's median response time after he answered an offer,
-        inside the caller's transaction (in the database's thread).
+        inside the caller's transaction (a unit of work of ``Db.write``).
 
         The median over his latest answers (accepted or declined offers), so
         one slow day long ago does not follow him forever.
         """
-        rows = conn.execute(
+        rows = await conn.fetch(
             "SELECT closed_at - created_at FROM offers WHERE expert_id = ?"
             " AND status IN ('accepted', 'declined') AND closed_at IS NOT NULL"
             " ORDER BY closed_at DESC LIMIT ?",
@@ -370,7 +380,7 @@ class UserStore:
             return
         mid = len(times) // 2
         median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) // 2
-        conn.execute(
+        await conn.execute(
             "UPDATE expert_profiles SET response_ms = ? WHERE user_id = ?", (median, expert_id)
         )
 

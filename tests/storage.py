@@ -1,0 +1,56 @@
+"""A test's storage, read straight, whichever backend the test runs on.
+
+Tests check what was stored (rows, the ledger) by reading the database
+themselves, not through the server: the SQLite file of the data dir, or the
+test's PostgreSQL database (``tests.servers.DATABASES``). SQL is written with
+``?`` placeholders, as the stores write it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from rtserver.storage import backend
+from rtserver.storage.sql import Db
+from tests.servers import DATABASES, node_settings
+
+
+def database_url(data_dir: Path) -> str | None:
+    """The test's PostgreSQL database, or None on SQLite."""
+    return DATABASES.get(str(data_dir))
+
+
+def query(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of a read, as dicts, straight from the test's database."""
+    url = database_url(data_dir)
+    if url is None:
+        conn = sqlite3.connect(
+            f"file:{data_dir / 'rtserver.sqlite3'}?mode=ro", uri=True, timeout=15
+        )
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(sql, params)]
+        finally:
+            conn.close()
+    with psycopg.connect(url, row_factory=dict_row) as pg:
+        return list(pg.execute(sql.replace("?", "%s"), params).fetchall())
+
+
+def storage_flags(data_dir: Path) -> list[str]:
+    """The command-line flags that name the test's storage (``rtserver user create ...``)."""
+    url = database_url(data_dir)
+    return ["--data-dir", str(data_dir)] + (["--database-url", url] if url else [])
+
+
+@asynccontextmanager
+async def opened(data_dir: Path) -> AsyncIterator[Db]:
+    """The test's database, opened as a node opens it (for stores used directly)."""
+    async with backend.database(node_settings(data_dir)) as db:
+        yield db
