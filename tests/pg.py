@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.servers import free_port
@@ -56,8 +56,18 @@ class PgCluster:
     networks to ``trust`` (``host all all <cidr> trust`` lines of pg_hba.conf).
     """
 
-    def __init__(self, listen: Sequence[str] = (), trust: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        listen: Sequence[str] = (),
+        trust: Sequence[str] = (),
+        *,
+        durable: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
+        # Tests trade crash safety for speed; a benchmark's cluster (durable) does not.
+        self.durable = durable
+        self.settings = dict(settings or {})
         self.listen = ["127.0.0.1", *listen]
         self.trust = list(trust)
         self.root = Path(tempfile.mkdtemp(prefix="rt-pg-"))
@@ -95,11 +105,13 @@ class PgCluster:
         options = (
             f"-c port={self.port} -c listen_addresses={','.join(self.listen)}"
             f" -c unix_socket_directories={self.sockets}"
-            # A test cluster: speed over crash safety (the tests' own crash tests
-            # kill rtserver, not PostgreSQL).
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=400 -c shared_buffers=64MB"
         )
+        if not self.durable:
+            # A test cluster: speed over crash safety (the tests' own crash tests
+            # kill rtserver, not PostgreSQL).
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {k}={v}" for k, v in self.settings.items())
         self._run(
             pg_bin("pg_ctl"),
             "-D",

@@ -39,8 +39,34 @@ def query(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[s
             return [dict(r) for r in conn.execute(sql, params)]
         finally:
             conn.close()
+    return query_url(url, sql, params)
+
+
+def query_url(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of a read, as dicts, from the PostgreSQL database at ``url``."""
     with psycopg.connect(url, row_factory=dict_row) as pg:
         return list(pg.execute(sql.replace("?", "%s"), params).fetchall())
+
+
+def execute(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """One write, committed, straight to the test's database, as another program
+    would make it (not through the node); the backend's own error if it is refused
+    (``sqlite3.IntegrityError``, ``psycopg.IntegrityError``: see :data:`INTEGRITY_ERRORS`)."""
+    url = database_url(data_dir)
+    if url is None:
+        conn = sqlite3.connect(data_dir / "rtserver.sqlite3", timeout=15)
+        try:
+            with conn:
+                conn.execute(sql, params)
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(url) as pg:
+        pg.execute(sql.replace("?", "%s"), params)
+
+
+# A constraint refused a write of :func:`execute`, on either backend.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 def storage_flags(data_dir: Path) -> list[str]:

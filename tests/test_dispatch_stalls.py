@@ -9,7 +9,6 @@ long before the wave's end, and the tests wait on events, never on durations
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from clients.rtclient import Api, Client
 from rtserver.clock import from_wire, to_ms
 from rtserver.storage.timers import Timer
 from tests.servers import new_customer, node_settings, online_expert, run_node
+from tests.storage import query
 
 INSTANT = {"kind": "instant", "title": "Help", "skills": ["python"], "language": "en"}
 
@@ -151,13 +151,13 @@ async def test_a_stale_wake_does_not_cut_a_live_wave_short(data_dir: Path) -> No
         wave_end = from_wire(offer["offer"]["expires_at"])
 
         def timer_due() -> int | None:
-            with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
-                row = db.execute(
-                    "SELECT due_at FROM timers WHERE kind = 'request' AND ref = ?"
-                    " AND lease_owner IS NULL",
-                    (rid,),
-                ).fetchone()
-            return int(row[0]) if row else None
+            rows = query(
+                data_dir,
+                "SELECT due_at FROM timers WHERE kind = 'request' AND ref = ?"
+                " AND lease_owner IS NULL",
+                (rid,),
+            )
+            return int(rows[0]["due_at"]) if rows else None
 
         # The stale wake: the timer is due now, and the loop runs it.
         await hub._hasten(rid)

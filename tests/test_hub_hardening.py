@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,18 @@ from tests.servers import (
     run_node,
     start_cluster,
 )
+from tests.storage import INTEGRITY_ERRORS, execute, query
 
 INSTANT = {"kind": "instant", "skills": ["python"], "language": "en"}
 
 
 def active_sessions(data_dir: Path) -> dict[str, int]:
-    """Active sessions per expert, read from the database file."""
-    with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
-        rows = db.execute(
-            "SELECT expert_id, count(*) FROM sessions WHERE status = 'active' GROUP BY expert_id"
-        ).fetchall()
-    return {r[0]: r[1] for r in rows}
+    """Active sessions per expert, read from the database."""
+    rows = query(
+        data_dir,
+        "SELECT expert_id, count(*) AS n FROM sessions WHERE status = 'active' GROUP BY expert_id",
+    )
+    return {r["expert_id"]: int(r["n"]) for r in rows}
 
 
 async def two_sockets_accept_two_requests(
@@ -108,7 +108,8 @@ async def test_one_expert_two_nodes_two_accepts_one_session(
 
 
 async def test_the_database_refuses_a_second_active_session(node: Node, data_dir: Path) -> None:
-    """The last guard: whatever writes it, SQLite refuses a second active session."""
+    """The last guard: whatever writes it, the database refuses a second active session
+    (SQLite: the ``expert_busy`` trigger; PostgreSQL: the partial unique index so named)."""
     api = Api(node.http)
     _, ctoken = await new_customer(api)
     customer = await Client.connect(node.ws, ctoken)
@@ -116,16 +117,15 @@ async def test_the_database_refuses_a_second_active_session(node: Node, data_dir
     rid = (await customer.call("request.create", **INSTANT, title="t"))["request"]["id"]
     await expert.wait_event("offer.new")
     session = (await expert.call("offer.accept", request_id=rid))["session"]
-    with (
-        sqlite3.connect(data_dir / "rtserver.sqlite3") as db,
-        pytest.raises(sqlite3.IntegrityError, match="expert_busy"),
-    ):
-        db.execute(
+    with pytest.raises(INTEGRITY_ERRORS, match="expert_busy"):
+        execute(
+            data_dir,
             "INSERT INTO sessions (id, request_id, customer_id, expert_id, kind, title,"
             " status, rate_cents_per_15min, created_at) SELECT 's_x', 'r_x', customer_id,"
             " expert_id, kind, title, 'active', 0, 0 FROM sessions WHERE id = ?",
             (session["id"],),
         )
+    assert active_sessions(data_dir) == {session["expert"]["id"]: 1}
     await customer.close()
     await expert.close()
     await api.aclose()
@@ -147,11 +147,8 @@ async def test_the_charge_uses_the_rate_of_the_offer(node: Node, data_dir: Path)
     assert again.state["offers"][0]["rate_cents_per_15min"] == 1000
     session = (await expert.call("offer.accept", request_id=rid))["session"]
     assert session["rate_cents_per_15min"] == 1000
-    with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
-        (rate,) = db.execute(
-            "SELECT rate_cents_per_15min FROM sessions WHERE id = ?", (session["id"],)
-        ).fetchone()
-    assert rate == 1000
+    [row] = query(data_dir, "SELECT rate_cents_per_15min FROM sessions WHERE id = ?", (session["id"],))
+    assert row["rate_cents_per_15min"] == 1000
     for c in (customer, expert, again):
         await c.close()
     await api.aclose()
@@ -180,9 +177,8 @@ async def test_request_create_with_a_cid_twice_makes_one_request(
         "request.create", **INSTANT, title="t", cid="k1"
     )
     assert third["request"]["id"] != first["request"]["id"]
-    with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
-        (count,) = db.execute("SELECT count(*) FROM requests").fetchone()
-    assert count == 3
+    [row] = query(data_dir, "SELECT count(*) AS n FROM requests")
+    assert row["n"] == 3
     await api.aclose()
 
 
@@ -410,8 +406,7 @@ async def test_a_wave_replaces_experts_who_turned_busy_before_its_write(
         async def first_goes_away(*args: Any, **kw: Any) -> list[str]:
             chosen: list[str] = await real(*args, **kw)
             gone.append(chosen[0])
-            with sqlite3.connect(data_dir / "rtserver.sqlite3") as db:
-                db.execute("UPDATE users SET presence = 'away' WHERE id = ?", (chosen[0],))
+            execute(data_dir, "UPDATE users SET presence = 'away' WHERE id = ?", (chosen[0],))
             return chosen
 
         monkeypatch.setattr(hub.matcher, "instant", first_goes_away)

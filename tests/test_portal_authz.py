@@ -1,4 +1,4 @@
-"""Who may do what on the portal API (protocol section 4), on a real node and real SQLite.
+"""Who may do what on the portal API (protocol section 4), on a real node and its real database.
 
 Every route is called by the session's customer, its expert, another expert,
 another customer, a manager and an anonymous caller. A refused call answers
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.servers import (
     new_customer,
     new_expert,
 )
+from tests.storage import query
 
 CALLERS = ("customer", "expert", "other_expert", "other_customer", "manager")
 PARTIES = ("customer", "expert")
@@ -111,7 +111,7 @@ async def w(pnode: Node, papi: Api, clients: Clients, data_dir: Path) -> World:
     return World(pnode, papi, data_dir, s, tokens, users)
 
 
-# -- what is stored, read straight from SQLite -----------------------------------------------
+# -- what is stored, read straight from the database ------------------------------------------
 
 STORED = {
     "ledger": "SELECT * FROM ledger ORDER BY id",
@@ -128,12 +128,7 @@ STORED = {
 
 def stored(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """Everything the portal's routes write: money, claims, reviews, payouts, accounts, audit."""
-    conn = sqlite3.connect(data_dir / "rtserver.sqlite3")
-    conn.row_factory = sqlite3.Row
-    try:
-        return {name: [dict(r) for r in conn.execute(sql)] for name, sql in STORED.items()}
-    finally:
-        conn.close()
+    return {name: query(data_dir, sql) for name, sql in STORED.items()}
 
 
 def assert_refused(r: httpx.Response, status: int, code: str) -> None:

@@ -3,7 +3,7 @@
 Bodies that are not JSON answer 400 ``bad_frame``; missing, wrong-typed and
 out-of-range fields, bad query parameters and bad ``Idempotency-Key`` headers
 answer 422 ``invalid_field`` (with ``field`` where the server names it). After
-every refused call what is stored is read back from SQLite and compared: no
+every refused call what is stored is read back from the database and compared: no
 ledger row, claim, review, payout, profile, phone or audit entry changed.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.servers import (
     new_customer,
     new_expert,
 )
+from tests.storage import query
 
 PROFILE = {
     "billing": {
@@ -123,13 +123,8 @@ STORED = {
 
 
 def stored(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Everything the portal's routes write, read straight from the SQLite file."""
-    conn = sqlite3.connect(data_dir / "rtserver.sqlite3")
-    conn.row_factory = sqlite3.Row
-    try:
-        return {name: [dict(r) for r in conn.execute(sql)] for name, sql in STORED.items()}
-    finally:
-        conn.close()
+    """Everything the portal's routes write, read straight from the test's database."""
+    return {name: query(data_dir, sql) for name, sql in STORED.items()}
 
 
 def assert_error(r: httpx.Response, status: int, code: str, field: str | None = None) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from clients.rtclient import Api, Client
 from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node
+from tests.storage import query
 
 Event = dict[str, Any]
 # A ledger row: (user_id, account, kind, amount_cents).
@@ -121,14 +121,12 @@ async def notifications(api: Api, token: str, unread: bool = False) -> list[Even
 
 def ledger(data_dir: Path, session_id: str) -> list[LedgerRow]:
     """``(user_id, account, kind, amount_cents)`` of a session's ledger rows, in order."""
-    uri = f"file:{data_dir / 'rtserver.sqlite3'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=15)) as db:
-        rows = db.execute(
-            "SELECT user_id, account, kind, amount_cents FROM ledger WHERE session_id = ?"
-            " ORDER BY id",
-            (session_id,),
-        ).fetchall()
-    return [tuple(r) for r in rows]
+    rows = query(
+        data_dir,
+        "SELECT user_id, account, kind, amount_cents FROM ledger WHERE session_id = ? ORDER BY id",
+        (session_id,),
+    )
+    return [(r["user_id"], r["account"], r["kind"], r["amount_cents"]) for r in rows]
 
 
 def by_kind(rows: list[LedgerRow]) -> list[LedgerRow]:

@@ -65,11 +65,11 @@ async def run_once(parts: Parts, key: IdempotencyKey | None, now: datetime, work
     and keeps no key (a retry runs again).
     """
     async with parts.db.transaction() as conn:
-        if key is not None:
+        if key is not None and not await parts.idempotency.claim(conn, key, now):
             kept = await parts.idempotency.kept(conn, key)
-            if kept is not None:
-                return Done(kept.status, kept.body, replayed=True)
+            assert kept is not None  # the claim met it, committed
+            return Done(kept.status, kept.body, replayed=True)
         status, body = await work(conn)
         if key is not None:
-            await parts.idempotency.keep(conn, key, status, body, now)
+            await parts.idempotency.keep(conn, key, status, body)
     return Done(status, body)

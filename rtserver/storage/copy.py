@@ -165,7 +165,8 @@ async def _copy_blobs(root: Path, conn: asyncpg.Connection, report: Report) -> N
             data,
         )
         report.blob_bytes += len(data)
-        report.blobs += index == 0
+        if index == 0:
+            report.blobs += 1
 
 
 async def _check(source: sqlite3.Connection, conn: asyncpg.Connection, report: Report) -> None:

@@ -1,8 +1,11 @@
 """Idempotency keys: an operation's answer kept with the money it moved.
 
-A key is recorded in the same transaction as the operation it guards, so a
-replay either finds the committed answer or runs after the first commit and
-finds it then (SQLite's write lock orders them, across nodes too).
+A key is claimed first thing in the transaction of the operation it guards
+(an insert), and its answer recorded in the same transaction. A replay's
+claim meets the key: on SQLite after the first commit (its write lock orders
+them), on PostgreSQL by waiting for the first transaction's insert to commit
+or roll back; then it reads the committed answer. If the first rolled back, the
+replay's claim succeeds and it runs.
 """
 
 from __future__ import annotations
@@ -63,17 +66,21 @@ class IdempotencyStore:
             )
         return Kept(int(row[1]), json.loads(row[2]))
 
-    async def keep(
-        self,
-        conn: Conn,
-        key: IdempotencyKey,
-        status: int,
-        body: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        """Record the answer, inside the transaction of the operation it answers."""
-        await conn.execute(
+    async def claim(self, conn: Conn, key: IdempotencyKey, now: datetime) -> bool:
+        """Take the key for this transaction's operation; False if it is taken (by a
+        committed operation: :meth:`kept` then reads its answer)."""
+        taken = await conn.execute(
             "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, response, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (key.user_id, key.key, key.fingerprint, status, json.dumps(body), to_ms(now)),
+            " VALUES (?, ?, ?, 0, '', ?) ON CONFLICT DO NOTHING",
+            (key.user_id, key.key, key.fingerprint, to_ms(now)),
+        )
+        return taken == 1
+
+    async def keep(
+        self, conn: Conn, key: IdempotencyKey, status: int, body: dict[str, Any]
+    ) -> None:
+        """Record the answer of the claimed key, inside the same transaction."""
+        await conn.execute(
+            "UPDATE idempotency_keys SET status = ?, response = ? WHERE user_id = ? AND key = ?",
+            (status, json.dumps(body), key.user_id, key.key),
         )
