@@ -222,13 +222,16 @@ class Node:
         tg.start_soon(
             supervise, self.health, TIMERS_PART, self.hub.timers.run, name=f"timers-{node}"
         )
-        tg.start_soon(
-            supervise,
-            self.health,
-            "transcript",
-            self.rooms.transcript.flush,
-            name=f"transcript-{node}",
-        )
+        transcript = self.rooms.transcript
+        for lane in range(transcript.lanes):
+            part = "transcript" if lane == 0 else f"transcript-{lane}"
+            tg.start_soon(
+                supervise,
+                self.health,
+                part,
+                functools.partial(transcript.flush, lane),
+                name=f"{part}-{node}",
+            )
         watch = functools.partial(
             supervise, self.health, "database", DatabaseWatch(self.db).step, every=DB_WATCH_EVERY
         )

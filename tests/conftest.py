@@ -41,23 +41,52 @@ def redis_prefix() -> str:
 
 # Which storage the tests run on. A test marked ``both_backends`` (the storage
 # tests) runs on each; the others on SQLite, the embedded default, unless
-# RT_TEST_DATABASE=postgres runs every one of them on PostgreSQL.
+# RT_TEST_DATABASE=postgres runs every one of them on PostgreSQL. A test marked
+# ``sqlite_only`` is about SQLite itself (its file, its write lock, an old
+# embedded schema): it runs on SQLite alone, even in a ``both_backends`` module,
+# and a run on PostgreSQL deselects it.
 BACKENDS = ("sqlite", "postgres")
+
+
+def on_postgres_only() -> bool:
+    """RT_TEST_DATABASE=postgres: every test on PostgreSQL."""
+    return os.environ.get("RT_TEST_DATABASE") == "postgres"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_backends: run the test on SQLite and on PostgreSQL (the storage tests)"
     )
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: the test is about SQLite itself: run on SQLite alone, deselected"
+        " when RT_TEST_DATABASE=postgres",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
-    if os.environ.get("RT_TEST_DATABASE") == "postgres":
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        if metafunc.definition.get_closest_marker("both_backends") is not None:
+            metafunc.parametrize("backend", ["sqlite"], indirect=True)
+        # Otherwise the default, SQLite (and a run on PostgreSQL deselects it).
+    elif on_postgres_only():
         metafunc.parametrize("backend", ["postgres"], indirect=True)
     elif metafunc.definition.get_closest_marker("both_backends") is not None:
         metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL (RT_TEST_DATABASE=postgres), deselect the ``sqlite_only`` tests."""
+    if not on_postgres_only():
+        return
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("sqlite_only") else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

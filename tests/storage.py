@@ -8,6 +8,7 @@ test's PostgreSQL database (``tests.servers.DATABASES``). SQL is written with
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,6 +68,36 @@ def execute(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 # A constraint refused a write of :func:`execute`, on either backend.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+# Any refusal of a write of :func:`execute` (a trigger's error too), on either backend.
+DATABASE_ERRORS = (sqlite3.DatabaseError, psycopg.DatabaseError)
+
+
+@asynccontextmanager
+async def held_write(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> AsyncIterator[None]:
+    """One write by another program, made on entering and committed on leaving the
+    block (rolled back if it fails): the node's writes that meet it wait meanwhile.
+    SQLite: ``BEGIN IMMEDIATE``, the whole file's write lock; PostgreSQL: the locks of
+    the rows it wrote."""
+    url = database_url(data_dir)
+    if url is None:
+        lite = sqlite3.connect(
+            data_dir / "rtserver.sqlite3", isolation_level=None, check_same_thread=False
+        )
+        try:
+            await asyncio.to_thread(lite.execute, "BEGIN IMMEDIATE")
+            await asyncio.to_thread(lite.execute, sql, params)
+            yield
+            await asyncio.to_thread(lite.execute, "COMMIT")
+        finally:
+            lite.close()
+        return
+    pg = await asyncio.to_thread(psycopg.connect, url)
+    try:
+        await asyncio.to_thread(pg.execute, sql.replace("?", "%s"), params)
+        yield
+        await asyncio.to_thread(pg.commit)
+    finally:
+        await asyncio.to_thread(pg.close)
 
 
 def storage_flags(data_dir: Path) -> list[str]:

@@ -32,6 +32,8 @@ from tests.servers import (
 from tests.storage import database_url, query, storage_flags
 from tests.test_rooms import open_room
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 async def clients() -> AsyncIterator[Clients]:

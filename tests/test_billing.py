@@ -7,9 +7,13 @@ test walks one session's clock through to the charge of contract rule 5.
 
 from __future__ import annotations
 
+import pytest
+
 from rtserver.core.billing import Billing
 from rtserver.core.money import Charge, charge, round_half_up
 from rtserver.core.ratelimit import TokenBucket
+
+pytestmark = pytest.mark.both_backends
 
 GRACE = 10_000
 STALE = 15_000

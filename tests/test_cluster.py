@@ -15,6 +15,8 @@ import pytest
 from clients.rtclient import Api, Client
 from tests.servers import RedisServer, new_customer, online_expert, start_cluster
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:

@@ -19,6 +19,7 @@ from rtserver.http import api as api_module
 from rtserver.http import attachments as attachments_module
 from rtserver.http import portal as portal_module
 from tests.servers import ROOT, Node, new_customer, new_expert, node_settings, run_node, unique
+from tests.storage import opened, storage_flags
 
 PASSWORD = "password-123"
 
@@ -165,9 +166,11 @@ async def test_login(api: Api) -> None:
 # -- bearer tokens -----------------------------------------------------------------------
 
 
-async def test_me_requires_a_valid_token(node: Node, api: Api) -> None:
+async def test_me_requires_a_valid_token(node: Node, api: Api, data_dir: Path) -> None:
     user, token = await new_customer(api)
-    secret = (node.settings.data_dir / "secret.key").read_bytes().strip()
+    # The signing key of the deployment (SQLite: <data-dir>/secret.key; PostgreSQL: a row).
+    async with opened(data_dir) as db:
+        secret = await db.shared_secret("token")
     now = int(time.time())
 
     def signed(key: bytes | str, exp: int) -> str:
@@ -390,13 +393,12 @@ async def cli(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
-async def test_cli_creates_a_manager(tmp_path: Path) -> None:
-    d = tmp_path / "cli-data"
+async def test_cli_creates_a_manager(data_dir: Path) -> None:
     email = f"{unique('m')}@example.com"
 
     def create(email: str, role: str, name: str = "Mona") -> list[str]:
         return ["user", "create", "--email", email, "--password", PASSWORD, "--name", name,
-                "--role", role, "--data-dir", str(d)]  # fmt: skip
+                "--role", role, *storage_flags(data_dir)]  # fmt: skip
 
     code, out = await cli(*create(email, "manager"))
     assert code == 0, out
@@ -411,7 +413,7 @@ async def test_cli_creates_a_manager(tmp_path: Path) -> None:
     code, out = await cli(*create(f"{unique()}@example.com", ""))
     assert code != 0, out
 
-    async with run_node(node_settings(d)) as node:
+    async with run_node(node_settings(data_dir)) as node:
         api = Api(node.http)
         try:
             r = await login(api, email, PASSWORD)

@@ -35,6 +35,8 @@ from tests.servers import (
 )
 from tests.storage import INTEGRITY_ERRORS, execute, query
 
+pytestmark = pytest.mark.both_backends
+
 INSTANT = {"kind": "instant", "skills": ["python"], "language": "en"}
 
 
@@ -147,7 +149,8 @@ async def test_the_charge_uses_the_rate_of_the_offer(node: Node, data_dir: Path)
     assert again.state["offers"][0]["rate_cents_per_15min"] == 1000
     session = (await expert.call("offer.accept", request_id=rid))["session"]
     assert session["rate_cents_per_15min"] == 1000
-    [row] = query(data_dir, "SELECT rate_cents_per_15min FROM sessions WHERE id = ?", (session["id"],))
+    sql = "SELECT rate_cents_per_15min FROM sessions WHERE id = ?"
+    [row] = query(data_dir, sql, (session["id"],))
     assert row["rate_cents_per_15min"] == 1000
     for c in (customer, expert, again):
         await c.close()

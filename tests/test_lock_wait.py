@@ -16,9 +16,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clients.rtclient import Api, Client
 from tests.servers import new_expert, node_settings, run_node, unique
+
+# SQLite's write lock, held by a connection to the file: nothing of PostgreSQL.
+pytestmark = pytest.mark.sqlite_only
 
 PASSWORD = "password-123"
 

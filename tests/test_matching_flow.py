@@ -16,6 +16,8 @@ import pytest
 from clients.rtclient import Api, Client
 from tests.servers import Node, new_customer, new_expert, node_settings, online_expert, run_node
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 async def short_node(data_dir: Path) -> AsyncIterator[Node]:

@@ -17,6 +17,8 @@ from rtserver.notify import LogSender
 from tests.portal import auth, ended_session, get, ledger, new_manager, ops_balanced
 from tests.servers import Clients, Node, ShiftClock
 
+pytestmark = pytest.mark.both_backends
+
 
 async def claim(api: Api, sid: str, token: str, reason: str = "did not help", **kw: Any) -> Any:
     return await api.http.post(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ from tests.servers import (
     run_node,
     start_cluster,
 )
+from tests.storage import storage_flags
+
+pytestmark = pytest.mark.both_backends
 
 COMPLETE_PROFILE = {
     "billing": {
@@ -245,14 +247,14 @@ async def test_payouts_once_per_period_held_without_a_profile_and_refunds_carrie
 
 
 async def cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "RT_DATA_DIR": str(data_dir)}
+    """``python -m rtserver <args>`` on the test's storage: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "rtserver",
         *args,
+        *storage_flags(data_dir),
         cwd=ROOT,
-        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

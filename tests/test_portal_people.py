@@ -20,6 +20,8 @@ from rtserver.notify import LogSender
 from tests.portal import auth, ended_session, get, new_manager
 from tests.servers import Clients, Node, new_customer, new_expert, unique
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def batch() -> int:

@@ -25,6 +25,8 @@ from tests.servers import (
     start_cluster,
 )
 
+pytestmark = pytest.mark.both_backends
+
 EXPERTS = 30
 ROUNDS = 20
 

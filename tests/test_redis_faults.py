@@ -253,6 +253,7 @@ async def test_an_accept_tried_again_adopts_the_claim_of_its_first_attempt(
         assert update["status"] == "accepted" and update["session_id"] == session["id"]
 
 
+@pytest.mark.sqlite_only  # the SQLite file of the data dir, deleted
 def test_a_node_whose_database_file_is_gone_exits(tmp_path: Path, data_dir: Path) -> None:
     # SQLite would go on writing to the deleted file, which nobody else sees and
     # which is lost at the node's end: the node must stop, not acknowledge writes.

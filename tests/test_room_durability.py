@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from clients.rtclient import Api, Client
 from tests.servers import (
     Node,
@@ -15,6 +17,8 @@ from tests.servers import (
     node_settings,
     start_cluster,
 )
+
+pytestmark = pytest.mark.both_backends
 
 
 async def open_session(

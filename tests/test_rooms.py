@@ -2,7 +2,7 @@
 
 Contract rules 3 (nothing acknowledged is lost), 4 (resume), 5 (billable
 time and the charge), 7 (bad input) and 8 (each sees only their own), on one
-embedded node with a real SQLite file.
+embedded node with its real database (SQLite, and PostgreSQL).
 
 Negative checks ("this socket got no such event") use a ``ping`` after the
 action: on one node, an event for a socket is queued before the reply that
@@ -13,7 +13,6 @@ the client's queue.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,9 @@ import pytest
 from clients.rtclient import Api, Client
 from rtserver.core.money import round_half_up
 from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node
+from tests.storage import DATABASE_ERRORS, execute, held_write, query
+
+pytestmark = pytest.mark.both_backends
 
 Event = dict[str, Any]
 
@@ -265,35 +267,26 @@ async def test_a_message_to_a_session_ended_meanwhile_is_refused_at_its_commit(
             sid = room.session_id
             one = {"session_id": sid, "kind": "text", "text": "one"}
             assert (await room.customer.call("message.send", cid="m1", **one))["seq"] == 1
-            holder = sqlite3.connect(
-                data_dir / "rtserver.sqlite3", isolation_level=None, check_same_thread=False
-            )
-            try:
-                await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+            # Ended by another program, not committed yet: SQLite's write lock, or
+            # PostgreSQL's lock of the session's row, is held until the block ends.
+            async with held_write(
+                data_dir, "UPDATE sessions SET status = 'ended' WHERE id = ?", (sid,)
+            ):
                 pending = asyncio.ensure_future(
                     room.customer.request("message.send", cid="m2", **one)
                 )
-                # Past SQLite's own busy round (1 s): the send waits in the lock-wait retry.
+                # Past SQLite's own busy round (1 s): the send waits in the lock-wait retry
+                # (PostgreSQL: on the row, until the commit).
                 await asyncio.sleep(2.5)
                 assert not pending.done()
-                await asyncio.to_thread(
-                    holder.execute, "UPDATE sessions SET status = 'ended' WHERE id = ?", (sid,)
-                )
-                await asyncio.to_thread(holder.execute, "COMMIT")
-            finally:
-                holder.close()
             refused = await pending
             assert (refused["type"], refused["code"]) == ("error", "invalid_state")
             again = await room.customer.request("message.send", cid="m3", **one)
             assert (again["type"], again["code"]) == ("error", "invalid_state")
-            db = sqlite3.connect(data_dir / "rtserver.sqlite3", timeout=15)
-            try:
-                cids = db.execute("SELECT cid FROM messages WHERE session_id = ?", (sid,))
-                assert [r[0] for r in cids] == ["m1"]
-                last = db.execute("SELECT last_seq FROM sessions WHERE id = ?", (sid,))
-                assert last.fetchone()[0] == 1
-            finally:
-                db.close()
+            cids = query(data_dir, "SELECT cid FROM messages WHERE session_id = ?", (sid,))
+            assert [r["cid"] for r in cids] == ["m1"]
+            [last] = query(data_dir, "SELECT last_seq FROM sessions WHERE id = ?", (sid,))
+            assert last["last_seq"] == 1
         finally:
             await clients.close()
             await api.aclose()
@@ -673,16 +666,12 @@ async def test_only_the_expert_starts_and_pauses_billing(
 
 
 def ledger_rows(data_dir: Path, session_id: str) -> list[tuple[Any, ...]]:
-    uri = f"file:{data_dir / 'rtserver.sqlite3'}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=15)
-    try:
-        return db.execute(
-            "SELECT account, user_id, kind, amount_cents FROM ledger"
-            " WHERE session_id = ? ORDER BY id",
-            (session_id,),
-        ).fetchall()
-    finally:
-        db.close()
+    rows = query(
+        data_dir,
+        "SELECT account, user_id, kind, amount_cents FROM ledger WHERE session_id = ? ORDER BY id",
+        (session_id,),
+    )
+    return [(r["account"], r["user_id"], r["kind"], r["amount_cents"]) for r in rows]
 
 
 async def test_end_charges_frees_the_expert_and_writes_the_ledger(
@@ -784,16 +773,11 @@ async def test_end_charges_frees_the_expert_and_writes_the_ledger(
     ]
     assert sum(r[3] for r in rows) == 0
 
-    # The ledger is append-only, whoever writes to the file.
-    db = sqlite3.connect(data_dir / "rtserver.sqlite3", timeout=15)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            db.execute("UPDATE ledger SET amount_cents = 0 WHERE session_id = ?", (sid2,))
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            db.execute("DELETE FROM ledger WHERE session_id = ?", (sid2,))
-        db.rollback()
-    finally:
-        db.close()
+    # The ledger is append-only, whoever writes to the database.
+    with pytest.raises(DATABASE_ERRORS, match="append-only"):
+        execute(data_dir, "UPDATE ledger SET amount_cents = 0 WHERE session_id = ?", (sid2,))
+    with pytest.raises(DATABASE_ERRORS, match="append-only"):
+        execute(data_dir, "DELETE FROM ledger WHERE session_id = ?", (sid2,))
     assert ledger_rows(data_dir, sid2) == rows
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clients.rtclient import Api, Client
 from tests.servers import (
@@ -19,6 +20,8 @@ from tests.servers import (
     node_settings,
     start_cluster,
 )
+
+pytestmark = pytest.mark.both_backends
 
 
 def at(seconds: float) -> str:

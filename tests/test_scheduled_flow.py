@@ -25,6 +25,8 @@ from clients.rtclient import Api, Client
 from tests.servers import Clients, Node, new_customer, new_expert, node_settings, run_node
 from tests.storage import query
 
+pytestmark = pytest.mark.both_backends
+
 Event = dict[str, Any]
 # A ledger row: (user_id, account, kind, amount_cents).
 LedgerRow = tuple[str | None, str, str, int]

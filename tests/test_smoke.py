@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from clients.rtclient import Api, Client
 from tests.servers import Node, new_customer, online_expert
+
+pytestmark = pytest.mark.both_backends
 
 
 async def test_instant_request_is_accepted(node: Node, api: Api) -> None:

@@ -1,11 +1,12 @@
 """Durable timers under slow and failing handlers: leases, backoff, dead letters.
 
-Real SQLite files, real nodes: two timer loops (or two whole nodes) on one
-database file, as two processes sharing a data dir are; an HTTP node for the
-managers' routes. The senders are test implementations of our own ``Sender``
-interface: one that takes longer than a lease, one that fails for some
-addresses. Leases and backoff are short (seconds, tenths of one) so that each
-test takes seconds; nothing here asserts on how long anything took.
+Real databases (SQLite files, PostgreSQL), real nodes: two timer loops (or two
+whole nodes) on one database, as two processes sharing a data dir or a
+PostgreSQL database are; an HTTP node for the managers' routes. The senders
+are test implementations of our own ``Sender`` interface: one that takes
+longer than a lease, one that fails for some addresses. Leases and backoff
+are short (seconds, tenths of one) so that each test takes seconds; nothing
+here asserts on how long anything took.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from rtserver.core.text import email_key
 from rtserver.hub.timers import TimerLoop
 from rtserver.metrics import Metrics
 from rtserver.notify import Outgoing
-from rtserver.storage.db import MIGRATIONS, Database, _statements
+from rtserver.storage.db import MIGRATIONS, _statements
 from rtserver.storage.timers import TimerStore
 from rtserver.storage.users import User
 from tests.portal import auth, new_manager
 from tests.servers import new_customer, node_settings, run_node, unique
+from tests.storage import opened, query
+
+pytestmark = pytest.mark.both_backends
 
 # A lease of two seconds (renewed every 0.67 s: a loaded machine may stall the
 # loop a while without losing it); every slow handler below holds its timer
@@ -49,16 +53,6 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> A
                 return value
             await anyio.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
-
-
-def query(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    """Rows read straight from the node's SQLite file."""
-    conn = sqlite3.connect(data_dir / "rtserver.sqlite3")
-    conn.row_factory = sqlite3.Row
-    try:
-        return list(conn.execute(sql, params))
-    finally:
-        conn.close()
 
 
 class SlowSender:
@@ -118,8 +112,7 @@ async def notify(node: AppNode, users: list[User], key: str) -> None:
 
 
 async def test_a_lease_is_renewed_while_its_handler_runs(data_dir: Path) -> None:
-    """Two loops on one database file; the handler holds its timer for 2.5 leases."""
-    path = data_dir / "rtserver.sqlite3"
+    """Two loops on one database; the handler holds its timer for 2.5 leases."""
     runs: list[str] = []
 
     def slow(name: str) -> Callable[[str], Any]:
@@ -129,7 +122,7 @@ async def test_a_lease_is_renewed_while_its_handler_runs(data_dir: Path) -> None
 
         return handler
 
-    async with Database(path) as db_a, Database(path) as db_b:
+    async with opened(data_dir) as db_a, opened(data_dir) as db_b:
         store = TimerStore(db_a)
         loops = [
             TimerLoop(TimerStore(db), SystemClock(), name, Metrics(name), poll=0.1, lease=LEASE)
@@ -225,6 +218,7 @@ def test_retry_delays_double_with_jitter_up_to_a_cap_then_the_work_retires() -> 
         RetryPolicy(base=2.0, cap=1.0, attempts=3)
 
 
+@pytest.mark.sqlite_only  # a SQLite file left by an older version of the embedded schema
 async def test_an_outbox_left_by_an_older_version_is_sent_message_by_message(
     data_dir: Path,
 ) -> None:

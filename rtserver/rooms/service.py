@@ -63,7 +63,7 @@ class Rooms:
         self.sessions = hub.sessions
         self.attachments = attachments
         self.scheduled = scheduled
-        self.transcript = Transcript(hub.db, batch=self.settings.commit_batch)
+        self.transcript = Transcript(hub.db, batch=self.settings.commit_batch, lanes=hub.db.writers)
         self.active = ActiveSessions()
         self.ledger = Ledger(hub.db)
         self.grace_ms = int(self.settings.disconnect_grace * 1000)

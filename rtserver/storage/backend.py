@@ -26,6 +26,8 @@ def database(settings: Settings, on_lock_wait: Callable[[float, bool], None] | N
     return Database(
         settings.data_dir / SQLITE_FILE,
         fsync=settings.fsync,
+        # Nodes sharing one SQLite file (on one host) with Redis between them.
+        shared=settings.redis_url is not None,
         lock_wait=settings.lock_wait,
         on_lock_wait=on_lock_wait,
     )

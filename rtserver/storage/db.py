@@ -19,9 +19,11 @@ thread wake-ups, the GIL passed back and forth: about a third of the node's
 CPU in ``bench/dispatch.py``). What could block the loop is kept off it:
 
 - a lock held elsewhere: the connections have no busy timeout, so a ``BEGIN
-  IMMEDIATE`` that meets another process's write lock fails at once and is
-  retried with asyncio backoff (the loop runs meanwhile), and a read that meets
-  a lock (WAL recovery) is tried again the same way;
+  IMMEDIATE`` that meets another process's write lock fails at once; it is
+  tried again in a thread with SQLite's busy handler for one round (1 s: nodes
+  sharing the file take turns within it), then with asyncio backoff up to
+  ``--lock-wait``. The loop runs on meanwhile. A read that meets a lock (WAL
+  recovery) is tried again with backoff;
 - checkpoints: the writer does not checkpoint on commit (``wal_autocheckpoint =
   0``); a third connection checkpoints in its own thread, once a second after
   writes, so the database file's writes and ``fsync`` happen off the loop. The
@@ -32,9 +34,11 @@ CPU in ``bench/dispatch.py``). What could block the loop is kept off it:
   in a minute of ``bench/dispatch.py``). It is ``PASSIVE``: it waits for no
   reader (a backup reading the file for minutes must not hold the writes up),
   and what a reader still needs waits for the next round. Nodes sharing the
-  file commit in the middle of each other's checkpoints; past 64 MiB of WAL
-  a ``RESTART`` checkpoint holds every process's writes off (at most 250 ms)
-  until the WAL can start over;
+  file (``--redis-url`` on SQLite) keep SQLite's own checkpoint on commit
+  instead: each one's commits would land in the middle of the other's
+  checkpoints, and the WAL, never started over, grew to 1.6 GB in 25 s of two
+  processes writing (``PASSIVE`` and ``RESTART`` alike); run by the committing
+  connection right after its commit, SQLite's checkpoint completes;
 - ``--fsync``: each commit waits for the disk, so the ``COMMIT`` runs in a
   thread (the loop is free during the ``fsync``; the write lock keeps the
   writer to it meanwhile).
@@ -439,21 +443,16 @@ MIGRATIONS: list[str] = [
 
 # The version that folded e-mails into users.email_key (see Database._migrate).
 _EMAIL_KEY_VERSION = next(v for v, m in enumerate(MIGRATIONS, 1) if "rt_email_key(" in m)
-# A wait for a lock held elsewhere past this is logged and counted in the
-# metrics (a backup, a sqlite3 shell); shorter ones are nodes sharing one file
-# taking turns.
+# One round of SQLite's own busy handler, in a thread (_begin): nodes sharing one
+# file take turns within it. A lock held past it (a backup, a sqlite3 shell) is
+# waited for with backoff, logged, and counted in the metrics.
 _BUSY_ROUND = 1.0
-# Between tries for a held lock: 1 ms doubling to 100 ms (SQLite's own busy
-# handler sleeps about as much), jittered so that the nodes waiting for one lock
-# do not retry in step; bounded by time (--lock-wait), not by a count.
-_LOCK_BACKOFF = RetryPolicy(base=0.001, cap=0.1, attempts=2**31)
+# Between tries for a lock held past a busy round: 50 ms doubling to 1 s,
+# jittered so that the nodes waiting for one lock do not retry in step; bounded
+# by time (--lock-wait), not by a count.
+_LOCK_BACKOFF = RetryPolicy(base=0.05, cap=1.0, attempts=2**31)
 # How often the checkpointer moves the WAL's pages into the database file.
 _CHECKPOINT_EVERY = 1.0
-# Past this many frames in the WAL (64 MiB of 4 KiB pages) with a checkpoint that
-# did not reach its end, the checkpointer holds the writers of every process off
-# until one does (RESTART, within the checkpointer's busy timeout).
-_WAL_RESTART_FRAMES = 16384
-_RESTART_WAIT_MS = 250
 # Told to clients refused by a busy database: come back after this.
 _BUSY_RETRY_AFTER = 5.0
 
@@ -483,6 +482,15 @@ def _greatest(*values: Any) -> Any:
     return max((v for v in values if v is not None), default=None)
 
 
+def _begin_waiting(conn: sqlite3.Connection, busy_ms: int) -> None:
+    """``BEGIN IMMEDIATE`` with SQLite's busy handler for ``busy_ms`` (in a thread)."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
 class _LockHeld(Exception):
     """A statement met a lock another process holds (``BEGIN IMMEDIATE``: its write lock)."""
 
@@ -492,6 +500,7 @@ def _lock_held(exc: sqlite3.OperationalError) -> bool:
 
 
 _FOR_UPDATE = " FOR UPDATE"
+_SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
 
 class SqliteConn:
@@ -504,9 +513,9 @@ class SqliteConn:
         self._conn = conn
 
     def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
-        if sql.endswith(_FOR_UPDATE):
-            # PostgreSQL's row lock; SQLite's write transaction holds the whole file.
-            sql = sql[: -len(_FOR_UPDATE)]
+        if _FOR_UPDATE in sql:
+            # PostgreSQL's row locks; SQLite's write transaction holds the whole file.
+            sql = sql.replace(_SKIP_LOCKED, "").replace(_FOR_UPDATE, "")
         try:
             return self._conn.execute(sql, args)
         except sqlite3.IntegrityError as exc:
@@ -539,16 +548,22 @@ class SqliteConn:
 class Database:
     """One node's connections to the shared SQLite file. Use ``async with``."""
 
+    # One write transaction at a time: SQLite's write lock is the file's.
+    writers = 1
+
     def __init__(
         self,
         path: Path,
         *,
         fsync: bool = False,
+        shared: bool = False,
         lock_wait: float = 30.0,
         on_lock_wait: Callable[[float, bool], None] | None = None,
     ) -> None:
         self.path = path
         self._fsync = fsync
+        # Other nodes write this file too (--redis-url on SQLite): see open().
+        self._shared = shared
         self.lock_wait = lock_wait
         # Told (seconds waited, acquired or not) about each write that waited for
         # the lock past one busy round: the node counts it in its metrics.
@@ -581,15 +596,12 @@ class Database:
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)
         await self._migrate(self._writer)
-        # The writer checkpoints no more on commit: the checkpointer does, off the loop.
-        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         self._reader = await self._connect()
-        self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
-        # It waits in its own thread: a RESTART waits there for readers and writers.
-        await self._checkpointer.execute(f"PRAGMA busy_timeout = {_RESTART_WAIT_MS}")
-        # After a restart, the WAL file is cut back to this size.
-        await self._checkpointer.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
-        self._checkpoints = asyncio.create_task(self._checkpoint_every(_CHECKPOINT_EVERY))
+        if not self._shared:
+            # The writer checkpoints no more on commit: the checkpointer does, off the loop.
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
+            self._checkpoints = asyncio.create_task(self._checkpoint_every(_CHECKPOINT_EVERY))
 
     async def _checkpoint_every(self, period: float) -> None:
         """Move the WAL's committed pages into the database file, every ``period``
@@ -603,13 +615,7 @@ class Database:
             try:
                 async with self._write_lock:
                     self._written = False
-                    rows = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-                    _, frames, done = next(iter(rows))
-                    if frames > _WAL_RESTART_FRAMES and done < frames:
-                        # Another process's commits keep landing in the middle of our
-                        # checkpoints (nodes sharing the file): hold their writes off
-                        # for one complete checkpoint, so that the WAL starts over.
-                        await conn.execute_fetchall("PRAGMA wal_checkpoint(RESTART)")
+                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint failed: %s path=%s", exc, self.path)
 
@@ -667,9 +673,23 @@ class Database:
             raise
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``; :class:`_LockHeld` if another process holds the lock."""
+        """``BEGIN IMMEDIATE``; :class:`_LockHeld` if another process holds the lock
+        past one busy round.
+
+        Tried on the loop first, with no busy timeout: uncontended, it costs no
+        more than the statement. If another process holds the lock (nodes sharing
+        the file take turns), the ``BEGIN`` is tried again in a thread with SQLite's
+        own busy handler, up to one busy round: it waits there in short sleeps
+        while the loop runs on. Past that round, :meth:`_waiting_for_lock` backs off.
+        """
         try:
             conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _lock_held(exc):
+                raise
+        try:
+            await asyncio.to_thread(_begin_waiting, conn, int(_BUSY_ROUND * 1000))
         except sqlite3.OperationalError as exc:
             if _lock_held(exc):
                 raise _LockHeld from exc

@@ -17,8 +17,9 @@ itself, for any number of nodes on any number of hosts:
   WHERE status = 'active'`` (named ``expert_busy``, as SQLite's trigger says);
 - the ledger and the audit log are append-only: triggers refuse ``UPDATE`` and
   ``DELETE``;
-- timers: a lease is taken by an ``UPDATE`` guarded by the lease's end, so one
-  claimant gets it;
+- timers: a lease is taken by an ``UPDATE`` of the row selected ``FOR UPDATE
+  SKIP LOCKED`` and guarded by the lease's end: one claimant gets it, and the
+  others pass at once instead of queueing behind it;
 - idempotency keys: a primary key.
 
 A connection lost or a server restarting is an error of the unit of work that
@@ -124,6 +125,10 @@ class PgConn:
 
 class PgDatabase:
     """One node's pool of connections to a PostgreSQL database. Use ``async with``."""
+
+    # Transcript lanes committing side by side: each holds a connection of the
+    # pool while its batch makes its round trips.
+    writers = 4
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
         self.url = url

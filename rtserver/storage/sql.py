@@ -74,6 +74,10 @@ class Db(Protocol):
     """A node's database: SQLite in the data dir (:class:`rtserver.storage.db.Database`)
     or PostgreSQL (:class:`rtserver.storage.pg.PgDatabase`)."""
 
+    # How many write transactions are worth running side by side (the
+    # transcript's lanes): SQLite has one writer; a server database many.
+    writers: int
+
     async def read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         """``work`` on committed data, outside a write transaction."""
         ...

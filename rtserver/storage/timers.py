@@ -135,12 +135,18 @@ class TimerStore:
         return int(row[0]) if row and row[0] is not None else None
 
     async def claim(self, timer: Timer, owner: str, now_ms: int, lease_ms: int) -> Lease | None:
-        """Take the lease on a due timer; a lease for exactly one claimant, None for the others."""
+        """Take the lease on a due timer; a lease for exactly one claimant, None for the others.
+
+        The row is taken ``FOR UPDATE SKIP LOCKED``: on PostgreSQL a node that meets
+        another node's claim in progress passes at once instead of waiting for it
+        (it would then find the lease taken). SQLite's write lock orders claims.
+        """
         token = f"{owner}/{secrets.token_hex(6)}"
         async with self.db.transaction() as conn:
             changed = await conn.execute(
-                "UPDATE timers SET lease_owner = ?, lease_until = ?"
-                " WHERE kind = ? AND ref = ? AND due_at = ? AND lease_until < ?",
+                "UPDATE timers SET lease_owner = ?, lease_until = ? WHERE (kind, ref) IN"
+                " (SELECT kind, ref FROM timers WHERE kind = ? AND ref = ? AND due_at = ?"
+                " AND lease_until < ? FOR UPDATE SKIP LOCKED)",
                 (token, now_ms + lease_ms, timer.kind, timer.ref, timer.due_at, now_ms),
             )
             return Lease(timer, token) if changed == 1 else None
