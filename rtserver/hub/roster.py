@@ -81,8 +81,14 @@ class Roster:
             self._dirty.update(expert_ids)
 
     async def refresh(self) -> None:
-        """Reload what was invalidated, from committed reads."""
-        if not self._stale and not self._dirty:
+        """Reload what was invalidated, from committed reads.
+
+        Returns at once only when nothing is invalidated and no reload is under
+        way: a reload in flight holds experts already taken off ``_dirty`` (on
+        PostgreSQL its read yields to the loop), and a wave that did not wait for
+        it would rank without a change announced before it started.
+        """
+        if not self._stale and not self._dirty and not self._lock.locked():
             return
         async with self._lock:
             if self._stale:
