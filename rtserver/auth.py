@@ -1,8 +1,10 @@
 """Passwords (Argon2id, memory-hard) and signed login tokens (JWT, HS256).
 
-The signing secret is generated once, on first start, into ``<data-dir>/secret.key``
-(mode 0600), so that every node sharing the data dir accepts the same tokens
-and tokens survive restarts.
+The signing secret is generated once, on first start, and kept with the
+node's storage: in ``<data-dir>/secret.key`` (mode 0600) on SQLite, so that
+every node sharing the data dir accepts the same tokens; in the database's
+``shared_state`` with ``--database-url``, so that nodes on many hosts do
+(``Db.shared_secret``). Tokens survive restarts either way.
 """
 
 from __future__ import annotations
