@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -85,6 +86,15 @@ def _serve_options(f: Any) -> Any:
     return f
 
 
+def _without_password(url: str) -> str:
+    """A database URL fit for a log: its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _storage_options(f: Any) -> Any:
     """``--data-dir`` and ``--database-url``, as ``serve`` reads them."""
     f = click.option(
@@ -133,7 +143,12 @@ def serve(**flags: Any) -> None:
         f"rtserver {__version__} node {settings.node_id}: "
         f"http://{settings.host}:{settings.port}/ (browser client), "
         f"ws://{settings.host}:{settings.port}/ws (WebSocket), data in {settings.data_dir}"
-        + (f", redis {settings.redis_url}" if settings.redis_url else ", embedded hub"),
+        + (f", redis {settings.redis_url}" if settings.redis_url else ", embedded hub")
+        + (
+            f", database {_without_password(settings.database_url)}"
+            if settings.database_url
+            else ""
+        ),
         err=True,
     )
     run(app, settings)
