@@ -702,6 +702,13 @@ class Hub:
             )
             if notified is None:
                 return None
+            # Every open offer this close will change (this request's, and the
+            # winner's of other requests), locked first and in one order: two
+            # accepts of two requests, each withdrawing its winner's offer of the
+            # other, took them in opposite orders and deadlocked on PostgreSQL.
+            await self.requests.lock_open_offers(
+                conn, request.id, expert_id if session is not None else None
+            )
             withdrawn: list[str] = []
             if session is not None:
                 await self.sessions.insert(conn, session)

@@ -305,6 +305,24 @@ class RequestStore:
         )
         return (int(row[0]) if row else 0), rates
 
+    async def lock_open_offers(self, conn: Conn, request_id: str, expert_id: str | None) -> None:
+        """Lock, until the commit, the open offers of this request and (given) of
+        this expert, in (request, expert) order: whoever locks offers of several
+        requests takes them in this one order (on PostgreSQL; SQLite's write lock
+        holds the file)."""
+        if expert_id is None:
+            await conn.fetch(
+                "SELECT 1 FROM offers WHERE request_id = ? AND status = 'open'"
+                " ORDER BY request_id, expert_id FOR UPDATE",
+                (request_id,),
+            )
+            return
+        await conn.fetch(
+            "SELECT 1 FROM offers WHERE status = 'open' AND (request_id = ? OR expert_id = ?)"
+            " ORDER BY request_id, expert_id FOR UPDATE",
+            (request_id, expert_id),
+        )
+
     async def wave_of(self, conn: Conn, request_id: str) -> tuple[str, int] | None:
         """The request's status and current wave, or None; locked until the commit of
         the caller's write transaction (two nodes writing its next wave at once:
