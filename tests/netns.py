@@ -146,11 +146,15 @@ class VirtualLan:
     def close(self) -> None:
         """Remove everything made: processes left in the namespaces, the namespaces
         (and with them every veth pair), the bridge. Safe to call twice."""
-        for ns in self.namespaces:
+        for i, ns in enumerate(self.namespaces):
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 for pid in ip("netns", "pids", ns).split():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), signal.SIGKILL)
+            # The veth pair first, by its outside end: the kernel removes what a
+            # deleted namespace held later, in the background.
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                ip("link", "delete", f"{self.bridge}v{i}")
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 ip("netns", "delete", ns)
         self.namespaces = []

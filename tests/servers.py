@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import secrets
 import shutil
 import signal
@@ -381,3 +382,47 @@ async def online_expert(node: Node, api: Api, **kw: Any) -> tuple[dict[str, Any]
     client = await Client.connect(node.ws, token)
     await client.call("presence", status="available")
     return user, client
+
+
+async def open_session(
+    customer_node: Node, expert_node: Node, api: Api, clients: Clients | None = None
+) -> tuple[Client, Client, str, str, str]:
+    """A new customer and a new available expert (maybe on two nodes) in an active
+    session, both joined: ``(customer, expert, session id, customer token, expert
+    token)``. With ``clients``, the sockets are closed with the test's others."""
+
+    async def connect(node: Node, token: str) -> Client:
+        return await (clients.connect(node, token) if clients else Client.connect(node.ws, token))
+
+    _, ctoken = await new_customer(api)
+    _, etoken = await new_expert(api)
+    customer = await connect(customer_node, ctoken)
+    expert = await connect(expert_node, etoken)
+    await expert.call("presence", status="available")
+    reply = await customer.call(
+        "request.create", kind="instant", title="Help", skills=["python"], language="en"
+    )
+    rid = reply["request"]["id"]
+    await expert.wait_event("offer.new", lambda e: e["offer"]["request_id"] == rid)
+    session = (await expert.call("offer.accept", request_id=rid))["session"]
+    await customer.call("session.join", session_id=session["id"])
+    await expert.call("session.join", session_id=session["id"])
+    return customer, expert, session["id"], ctoken, etoken
+
+
+async def rtserver_cli(*args: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    """``python -m rtserver ARGS`` with cheap password hashing: exit status, stdout, stderr."""
+    env = {**os.environ, "RT_KDF_MEMORY_KIB": "1024", "RT_KDF_TIME_COST": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rtserver",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")

@@ -7,10 +7,8 @@ of the request or session it is linked to, and managers; anyone else gets
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +18,12 @@ import pytest
 
 from clients.rtclient import Api, Client
 from tests.servers import (
-    ROOT,
     Clients,
     Node,
     new_customer,
     new_expert,
     node_settings,
+    rtserver_cli,
     run_node,
     unique,
 )
@@ -439,29 +437,11 @@ async def test_session_lists_files_and_recordings(node: Node, api: Api, clients:
 
 
 async def create_manager(data_dir: Path, email: str, password: str) -> None:
-    env = {**os.environ, "RT_KDF_MEMORY_KIB": "1024", "RT_KDF_TIME_COST": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rtserver",
-        "user",
-        "create",
-        "--email",
-        email,
-        "--password",
-        password,
-        "--name",
-        "Manager",
-        "--role",
-        "manager",
-        *storage_flags(data_dir),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, (out, err)
+    status, out, err = await rtserver_cli(
+        "user", "create", "--email", email, "--password", password, "--name", "Manager",
+        "--role", "manager", *storage_flags(data_dir), timeout=60,
+    )  # fmt: skip
+    assert status == 0, (out, err)
 
 
 async def test_a_manager_reads_any_attachment(

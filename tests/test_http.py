@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,15 @@ from clients.rtclient import Api, Client
 from rtserver.http import api as api_module
 from rtserver.http import attachments as attachments_module
 from rtserver.http import portal as portal_module
-from tests.servers import ROOT, Node, new_customer, new_expert, node_settings, run_node, unique
+from tests.servers import (
+    Node,
+    new_customer,
+    new_expert,
+    node_settings,
+    rtserver_cli,
+    run_node,
+    unique,
+)
 from tests.storage import opened, storage_flags
 
 PASSWORD = "password-123"
@@ -377,20 +382,8 @@ async def test_index_serves_the_browser_client_from_the_package(api: Api) -> Non
 
 async def cli(*args: str) -> tuple[int, str]:
     """``python -m rtserver ...`` with cheap password hashing: (exit code, output)."""
-    env = {**os.environ, "RT_KDF_MEMORY_KIB": "1024", "RT_KDF_TIME_COST": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rtserver",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    status, out, err = await rtserver_cli(*args, timeout=60)
+    return status, out + err
 
 
 async def test_cli_creates_a_manager(data_dir: Path) -> None:

@@ -10,34 +10,17 @@ logins, the same tokens, the same history, ledger and file.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 from clients.rtclient import Api
 from tests.pg import PgCluster
 from tests.portal import FAST_RATE, auth, ended_session, ledger
-from tests.servers import ROOT, Clients, node_settings, run_node
+from tests.servers import Clients, node_settings, rtserver_cli, run_node
 from tests.storage import query_url
 from tests.test_attachments import download, uploaded
 
 PASSWORD = "password-123"
-
-
-async def rtserver(*args: str) -> tuple[int, str, str]:
-    """``python -m rtserver ARGS``: exit status, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rtserver",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def embedded_deployment(data_dir: Path) -> dict[str, Any]:
@@ -58,11 +41,11 @@ async def embedded_deployment(data_dir: Path) -> dict[str, Any]:
 
 async def test_migrate_brings_a_fresh_database_up_to_date(pg_cluster: PgCluster) -> None:
     url = pg_cluster.new_database()
-    status, out, err = await rtserver("migrate", "--database-url", url)
+    status, out, err = await rtserver_cli("migrate", "--database-url", url)
     assert status == 0, err
     assert out.strip() == "schema up to date: 1"
     # Again: nothing to do, same version.
-    status, out, err = await rtserver("migrate", "--database-url", url)
+    status, out, err = await rtserver_cli("migrate", "--database-url", url)
     assert status == 0, err
     assert out.strip() == "schema up to date: 1"
 
@@ -76,7 +59,7 @@ async def test_an_embedded_deployment_is_copied_checked_and_served_from_postgres
     ended, file = made["ended"], made["file"]
     url = pg_cluster.new_database()
 
-    status, out, err = await rtserver(
+    status, out, err = await rtserver_cli(
         "migrate", "--from-sqlite", str(source), "--database-url", url
     )
     assert status == 0, err
@@ -128,10 +111,10 @@ async def test_a_copy_into_a_database_with_accounts_commits_nothing(
     await embedded_deployment(source)
     url = pg_cluster.new_database()
     copy = ("migrate", "--from-sqlite", str(source), "--database-url", url)
-    status, _, err = await rtserver(*copy)
+    status, _, err = await rtserver_cli(*copy)
     assert status == 0, err
     before = query_url(url, "SELECT count(*) AS n FROM ledger")[0]["n"]
-    status, _, err = await rtserver(*copy)
+    status, _, err = await rtserver_cli(*copy)
     assert status == 1
     assert "already holds accounts" in err
     assert query_url(url, "SELECT count(*) AS n FROM ledger")[0]["n"] == before
@@ -140,7 +123,7 @@ async def test_a_copy_into_a_database_with_accounts_commits_nothing(
 async def test_from_sqlite_needs_a_postgresql_target(tmp_path: Path) -> None:
     source = tmp_path / "embedded"
     source.mkdir()
-    status, _, err = await rtserver(
+    status, _, err = await rtserver_cli(
         "migrate", "--from-sqlite", str(source), "--data-dir", str(tmp_path / "other")
     )
     assert status != 0

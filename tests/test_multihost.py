@@ -31,7 +31,15 @@ from rtserver.auth import SECRET_FILE
 from rtserver.storage.backend import SQLITE_FILE
 from tests.netns import HostNode, NetnsUnavailable, VirtualLan
 from tests.pg import PgCluster
-from tests.servers import Clients, Node, RedisServer, new_customer, new_expert, node_settings
+from tests.servers import (
+    Clients,
+    Node,
+    RedisServer,
+    new_customer,
+    new_expert,
+    node_settings,
+    open_session,
+)
 
 Event = dict[str, Any]
 HOSTS = 3
@@ -116,27 +124,6 @@ def start_hosts(
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-async def open_session(
-    customer_node: Node, expert_node: Node, api: Api, clients: Clients
-) -> tuple[Client, Client, str, str]:
-    """A customer and an expert on two hosts in an active session, both joined:
-    ``(customer, expert, session id, customer token)``."""
-    _, ctoken = await new_customer(api)
-    _, etoken = await new_expert(api)
-    customer = await clients.connect(customer_node, ctoken)
-    expert = await clients.connect(expert_node, etoken)
-    await expert.call("presence", status="available")
-    reply = await customer.call(
-        "request.create", kind="instant", title="Help", skills=["python"], language="en"
-    )
-    rid = reply["request"]["id"]
-    await expert.wait_event("offer.new", lambda e: e["offer"]["request_id"] == rid)
-    session = (await expert.call("offer.accept", request_id=rid))["session"]
-    await customer.call("session.join", session_id=session["id"])
-    await expert.call("session.join", session_id=session["id"])
-    return customer, expert, session["id"], ctoken
 
 
 class Transcript:
@@ -282,7 +269,7 @@ async def test_chat_relayed_between_hosts(start_hosts: Start, clients: Clients) 
     a, b = start_hosts(2, message_rate=1000, message_burst=1000)
     api = Api(a.http)
     try:
-        customer, expert, sid, ctoken = await open_session(a, b, api, clients)
+        customer, expert, sid, ctoken, _ = await open_session(a, b, api, clients)
         mine, theirs = Transcript(customer, sid), Transcript(expert, sid)
         # In turns: each message is relayed to the other host before the answer.
         for turn in range(5):
@@ -333,7 +320,7 @@ async def test_clients_of_a_killed_host_resume_on_another(
     a, b, c = start_hosts(HOSTS, message_rate=1000, message_burst=1000)
     api = Api(c.http)
     try:
-        customer, expert, sid, ctoken = await open_session(a, b, api, clients)
+        customer, expert, sid, ctoken, _ = await open_session(a, b, api, clients)
         mine, theirs = Transcript(customer, sid), Transcript(expert, sid)
         acked: dict[int, str] = {}
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,12 @@ from clients.rtclient import Api
 from rtserver.notify import LogPayer
 from tests.portal import auth, ended_session, get, ledger, new_manager, ops_balanced
 from tests.servers import (
-    ROOT,
     Clients,
     Node,
     RedisServer,
     ShiftClock,
     node_settings,
+    rtserver_cli,
     run_node,
     start_cluster,
 )
@@ -248,19 +247,7 @@ async def test_payouts_once_per_period_held_without_a_profile_and_refunds_carrie
 
 async def cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
     """``python -m rtserver <args>`` on the test's storage: (exit code, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rtserver",
-        *args,
-        *storage_flags(data_dir),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await rtserver_cli(*args, *storage_flags(data_dir), timeout=60)
 
 
 async def test_the_command_line_pays_a_past_month_once(data_dir: Path, clients: Clients) -> None:

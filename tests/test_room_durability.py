@@ -9,36 +9,14 @@ import pytest
 
 from clients.rtclient import Api, Client
 from tests.servers import (
-    Node,
     ProcessNode,
     RedisServer,
-    new_customer,
-    new_expert,
     node_settings,
+    open_session,
     start_cluster,
 )
 
 pytestmark = pytest.mark.both_backends
-
-
-async def open_session(
-    customer_node: Node, expert_node: Node, api: Api
-) -> tuple[Client, Client, str, str, str]:
-    """A customer and an expert (maybe on two nodes) in an active session, both joined."""
-    _, ctoken = await new_customer(api)
-    _, etoken = await new_expert(api)
-    customer = await Client.connect(customer_node.ws, ctoken)
-    expert = await Client.connect(expert_node.ws, etoken)
-    await expert.call("presence", status="available")
-    reply = await customer.call(
-        "request.create", kind="instant", title="Help", skills=["python"], language="en"
-    )
-    rid = reply["request"]["id"]
-    await expert.wait_event("offer.new", lambda e: e["offer"]["request_id"] == rid)
-    session = (await expert.call("offer.accept", request_id=rid))["session"]
-    await customer.call("session.join", session_id=session["id"])
-    await expert.call("session.join", session_id=session["id"])
-    return customer, expert, session["id"], ctoken, etoken
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path, data_dir: Path) -> None:

@@ -73,7 +73,7 @@ from rtserver.core.retry import RetryPolicy
 from rtserver.core.text import email_key
 from rtserver.errors import Busy, InvalidField
 from rtserver.health import FatalError
-from rtserver.storage.sql import Conn, IntegrityError, Row
+from rtserver.storage.sql import Conn, IntegrityError, Reads, Row
 
 __all__ = ["Conn", "Database", "IntegrityError", "Row", "SqliteConn", "new_id"]
 
@@ -544,8 +544,12 @@ class SqliteConn:
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
+    async def lock(self, sql: str, args: Sequence[Any] = ()) -> None:
+        # The write transaction (BEGIN IMMEDIATE) holds the whole file already.
+        return
 
-class Database:
+
+class Database(Reads):
     """One node's connections to the shared SQLite file. Use ``async with``."""
 
     # One write transaction at a time: SQLite's write lock is the file's.
@@ -834,21 +838,6 @@ class Database:
                 raise
 
         return await self._waiting_for_lock(attempt)
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        """One row from a committed read, or None."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetchrow(sql, args))
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        """All rows of a committed read."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetch(sql, args))
-
-    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        """The first column of the first row of a committed read, or None."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetchval(sql, args))
 
 
 # The largest integer SQLite stores; a cursor or query number past it is refused.

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from rtserver.storage.sql import Conn, IntegrityError, Row
+from rtserver.storage.sql import Conn, IntegrityError, Reads, Row
 
 log = logging.getLogger("rtserver.storage")
 
@@ -122,8 +122,11 @@ class PgConn:
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.RaiseError) as exc:
             raise _integrity(exc) from exc
 
+    async def lock(self, sql: str, args: Sequence[Any] = ()) -> None:
+        await self.fetch(sql, args)
 
-class PgDatabase:
+
+class PgDatabase(Reads):
     """One node's pool of connections to a PostgreSQL database. Use ``async with``."""
 
     # Transcript lanes committing side by side: each holds a connection of the
@@ -227,18 +230,3 @@ class PgDatabase:
         """Run ``work`` on one connection, outside a transaction: committed reads."""
         async with self.pool.acquire() as conn:
             return await work(PgConn(conn))
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        """One row from a committed read, or None."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetchrow(sql, args))
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        """All rows of a committed read."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetch(sql, args))
-
-    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        """The first column of the first row of a committed read, or None."""
-        args = tuple(params)
-        return await self.read(lambda conn: conn.fetchval(sql, args))

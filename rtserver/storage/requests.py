@@ -311,13 +311,13 @@ class RequestStore:
         requests takes them in this one order (on PostgreSQL; SQLite's write lock
         holds the file)."""
         if expert_id is None:
-            await conn.fetch(
+            await conn.lock(
                 "SELECT 1 FROM offers WHERE request_id = ? AND status = 'open'"
                 " ORDER BY request_id, expert_id FOR UPDATE",
                 (request_id,),
             )
             return
-        await conn.fetch(
+        await conn.lock(
             "SELECT 1 FROM offers WHERE status = 'open' AND (request_id = ? OR expert_id = ?)"
             " ORDER BY request_id, expert_id FOR UPDATE",
             (request_id, expert_id),

@@ -69,6 +69,35 @@ class Conn(Protocol):
         """Run a statement once per row of parameters."""
         ...
 
+    async def lock(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """Take the row locks of a ``SELECT ... FOR UPDATE`` until the commit, where
+        rows lock (PostgreSQL); nothing where the write transaction holds the
+        whole database already (SQLite)."""
+        ...
+
+
+class Reads:
+    """``fetchone``, ``fetchall`` and ``fetchval`` of a database, as one-statement
+    units of work of its ``read``."""
+
+    async def read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """One row from a committed read, or None."""
+        args = tuple(params)
+        return await self.read(lambda conn: conn.fetchrow(sql, args))
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """All rows of a committed read."""
+        args = tuple(params)
+        return await self.read(lambda conn: conn.fetch(sql, args))
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first column of the first row of a committed read, or None."""
+        args = tuple(params)
+        return await self.read(lambda conn: conn.fetchval(sql, args))
+
 
 class Db(Protocol):
     """A node's database: SQLite in the data dir (:class:`rtserver.storage.db.Database`)

@@ -121,9 +121,9 @@ async def _write_batch(conn: Conn, batch: list[NewMessage]) -> list[Stored | Not
     if len(sessions) > 1:
         # On PostgreSQL each seq update locks its session's row until the commit:
         # taken in one order (by id) here, so that two nodes' batches never wait
-        # for each other's rows in a cycle. (SQLite: a read; its lock is the file's.)
+        # for each other's rows in a cycle. (SQLite: nothing; its lock is the file's.)
         marks = ",".join("?" * len(sessions))
-        await conn.fetch(
+        await conn.lock(
             f"SELECT id FROM sessions WHERE id IN ({marks}) ORDER BY id FOR UPDATE", sessions
         )
     for m in batch:
@@ -224,20 +224,6 @@ class Transcript:
         lane.queue.append((message, done))
         lane.ready.set()
         return await done
-
-    async def run(self) -> None:
-        """The flushers: commit what is queued, batch after batch, until closed.
-
-        A failed commit ends it: the node runs each lane's :meth:`flush` under
-        :func:`rtserver.health.supervise`, which survives errors and reports them.
-        """
-        async with anyio.create_task_group() as tg:
-            for i in range(self.lanes):
-                tg.start_soon(self._run_lane, i)
-
-    async def _run_lane(self, lane: int) -> None:
-        while await self.flush(lane):
-            pass
 
     async def flush(self, lane: int = 0) -> bool:
         """Wait for appends to this lane and commit them (up to ``batch``) in one

@@ -183,7 +183,7 @@ class UserStore:
     async def lock_in(self, conn: Conn, user_id: str) -> None:
         """Hold the account's row until the commit of the caller's write transaction:
         money moved for one user (a payout, a refund) is decided one at a time."""
-        await conn.fetch("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
+        await conn.lock("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
 
     async def many(self, user_ids: list[str]) -> dict[str, User]:
         """Accounts by id."""
