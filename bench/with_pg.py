@@ -4,7 +4,10 @@ For the benchmarks on PostgreSQL (``docs/benchmarks.md``): starts a cluster of
 its own on a free port (``initdb`` and ``pg_ctl``, as the ``postgres`` user when
 run as root: ``tests/pg.py``), with a fresh database, runs the command with
 ``RT_DATABASE_URL`` pointing at it (every rtserver node the command starts
-uses it), then stops and removes the cluster::
+uses it), then stops and removes the cluster. The first example runs the
+side-by-side benchmark harness, which is kept outside this repository and is
+found at ``../shared/bench`` when it sits beside the checkout (see
+``docs/benchmarks.md``)::
 
     python bench/with_pg.py -- bash ../shared/bench/run.sh --peers rtserver --workloads w2
     python bench/with_pg.py --synchronous-commit off -- python bench/dispatch.py --experts 1000

@@ -71,13 +71,13 @@ class Settings:
     # (postgresql://...): every node on every host shares this PostgreSQL database,
     # which then holds the attachments and the signing key too.
     database_url: str | None = None
-    # The seeds: "notifications are sent to a number of qualified experts at the
-    # same time" and "the average response time is about 60 seconds".
+    # The product's rule: an instant request notifies several qualified experts
+    # at the same time, and an expert answers in about 60 seconds on average.
     offer_batch: int = 5
     offer_ttl: float = 60.0
     request_ttl: float = 600.0
-    # The seeds: reminders 30 and 10 minutes before; start up to 10 minutes
-    # early; cancelled when not both joined 10 minutes after the start.
+    # The product's rule: reminders 30 and 10 minutes before; start up to 10
+    # minutes early; cancelled when not both joined 10 minutes after the start.
     reminders: tuple[float, ...] = (1800.0, 600.0)
     early_start: float = 600.0
     no_show: float = 600.0

@@ -384,7 +384,8 @@ class Hub:
         """A direct request's notice to its expert, in the request's own transaction."""
         if direct is None or self.notices is None:
             return
-        # The seed: "an email, text or a dashboard notification".
+        # The product's rule: a direct request reaches its expert by e-mail, text
+        # or a dashboard notification.
         text = f'{user.name} asks you directly for help: "{request.title}".'
         await self.notices.add(
             conn,
