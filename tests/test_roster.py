@@ -10,7 +10,7 @@ from clients.rtclient import Api
 from rtserver.core.matching import Need, rank, tiered
 from rtserver.hub.roster import Roster
 from rtserver.storage.db import Database
-from rtserver.storage.users import Profile, UserStore
+from rtserver.storage.users import RECENT_ANSWERS, RESPONSE_WINDOW, Profile, UserStore
 from tests.servers import node_settings, online_expert, run_node
 
 SKILLS = ["python", "go", "rust", "sql"]
@@ -91,3 +91,14 @@ async def test_a_node_loads_the_roster_when_it_starts(data_dir: Path) -> None:
         roster = node.app.state.node.hub.matcher.roster
         assert roster.statistics()["full_loads"] == 1
         assert len(roster) == 1
+
+
+async def test_an_experts_response_time_is_read_from_one_covering_index(tmp_path: Path) -> None:
+    # Once per accept (UserStore.note_response): through the table, it read every
+    # offer the expert had been sent, lost races included (docs/benchmarks.md).
+    async with Database(tmp_path / "rt.sqlite3") as db:
+        plan = await db.fetchall("EXPLAIN QUERY PLAN " + RECENT_ANSWERS, ("e1", RESPONSE_WINDOW))
+    details = [row["detail"] for row in plan]
+    assert details == [
+        "SEARCH offers USING COVERING INDEX offers_answer_times (expert_id=? AND closed_at>?)"
+    ], details

@@ -439,6 +439,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE timers ADD COLUMN woken INTEGER NOT NULL DEFAULT 0;
     """,
+    # v9: an expert's answered offers, newest first, with their times and status in
+    # the index (UserStore.note_response, once per accept: SQLite reads no row).
+    # Through offers_answered the median read every offer he had been sent, lost
+    # races included, from the table: at 55 offers per expert it was a tenth of the
+    # node's CPU under dispatch load.
+    """
+    CREATE INDEX offers_answer_times ON offers (expert_id, closed_at, created_at, status)
+        WHERE status IN ('accepted', 'declined');
+    DROP INDEX offers_answered;
+    """,
 ]
 
 # The version that folded e-mails into users.email_key (see Database._migrate).

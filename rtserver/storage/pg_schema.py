@@ -321,6 +321,13 @@ PG_MIGRATIONS: list[str] = [
         PRIMARY KEY (sha256, chunk)
     );
     """,
+    # 2: SQLite's version 9: an expert's answered offers, newest first, with their
+    # times and status in the index (UserStore.note_response, once per accept).
+    """
+    CREATE INDEX offers_answer_times ON offers (expert_id, closed_at, created_at, status)
+        WHERE status IN ('accepted', 'declined');
+    DROP INDEX offers_answered;
+    """,
 ]
 
 

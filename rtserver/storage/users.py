@@ -123,6 +123,12 @@ def _profile(row: Row) -> Profile:
 
 # How many of an expert's latest answers his median response time is taken over.
 RESPONSE_WINDOW = 50
+# An expert's latest answer times: read from the index offers_answer_times alone.
+RECENT_ANSWERS = (
+    "SELECT closed_at - created_at FROM offers WHERE expert_id = ?"
+    " AND status IN ('accepted', 'declined') AND closed_at IS NOT NULL"
+    " ORDER BY closed_at DESC LIMIT ?"
+)
 
 
 class UserStore:
@@ -369,12 +375,7 @@ class UserStore:
         The median over his latest answers (accepted or declined offers), so
         one slow day long ago does not follow him forever.
         """
-        rows = await conn.fetch(
-            "SELECT closed_at - created_at FROM offers WHERE expert_id = ?"
-            " AND status IN ('accepted', 'declined') AND closed_at IS NOT NULL"
-            " ORDER BY closed_at DESC LIMIT ?",
-            (expert_id, RESPONSE_WINDOW),
-        )
+        rows = await conn.fetch(RECENT_ANSWERS, (expert_id, RESPONSE_WINDOW))
         times = sorted(max(0, int(r[0])) for r in rows)
         if not times:
             return
