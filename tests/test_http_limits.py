@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -207,8 +208,10 @@ async def test_json_bodies_are_bounded_just_above_the_largest_valid_one(node: No
 async def test_headers_not_complete_in_time_end_the_connection(node: Node) -> None:
     async with raw(node) as conn:
         await conn.send(b"POST /api/auth/login HTTP/1.1\r\nHost: rt.test\r\nContent-")
-        status, _, _ = await conn.response()
+        status, headers, body = await conn.response()
         assert status == 408
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body)["error"]["code"] == "bad_frame"
         assert await conn.closed()
 
 
@@ -268,10 +271,19 @@ async def test_websockets_count_toward_max_connections(data_dir: Path) -> None:
                 try:
                     opened.append(await Client.connect(node.ws, token))
                 except websockets.InvalidStatus as exc:
-                    refused = exc.response.status_code
+                    refused = exc.response
                     break
-            assert refused == 503
+            assert refused is not None and refused.status_code == 503
+            assert json.loads(refused.body)["error"]["code"] == "internal"
             assert 1 <= len(opened) <= 3
+            # A plain request over the limit gets the same error body.
+            async with httpx.AsyncClient(base_url=node.http) as http:
+                r = await http.get("/healthz")
+            assert r.status_code == 503
+            assert r.json()["error"] == {
+                "code": "internal",
+                "message": "the server is at its connection limit; try again",
+            }
             await opened.pop().close()
             # A place is free again once a socket has gone.
             async with asyncio.timeout(WAIT):

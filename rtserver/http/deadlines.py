@@ -23,7 +23,8 @@ lose the 413 it was sent.
 
 ``--max-connections`` is uvicorn's ``limit_concurrency``, which answers 503 to a
 request over it but lets WebSocket upgrades through uncounted; here an upgrade
-over it is answered 503 too.
+over it is answered 503 too. Both refusals, and the 408, carry the contract's
+error body (``{"error": {"code", "message"}}``), as every other error does.
 
 The h11 protocol is used whether or not httptools is installed, so that every
 install behaves the same.
@@ -32,10 +33,12 @@ install behaves the same.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any, ClassVar, cast
 
 import h11
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -46,14 +49,38 @@ log = logging.getLogger("rtserver.http")
 # How long a closing connection keeps reading (and dropping) a body it refused.
 LINGER = 5.0
 
-_TIMED_OUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
-)
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 20\r\nconnection: close\r\n\r\nService Unavailable\n"
-)
+
+
+def _refusal(status: str, code: str, message: str) -> bytes:
+    """A whole response with the contract's error body, for the connection to close."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+# A request that did not arrive whole in time is an incomplete frame of HTTP.
+_TIMED_OUT = _refusal("408 Request Timeout", "bad_frame", "the request did not arrive in time")
+_BUSY_MESSAGE = "the server is at its connection limit; try again"
+_BUSY = _refusal("503 Service Unavailable", "internal", _BUSY_MESSAGE)
+
+
+async def _busy(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    """uvicorn's answer past ``limit_concurrency``, with the contract's error body."""
+    body = _BUSY[_BUSY.index(b"\r\n\r\n") + 4 :]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class _Transport:
@@ -79,6 +106,10 @@ class DeadlineProtocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn's own check past the limit answers plain text; with the limit taken
+        # from it, every request reads ``app`` below, which answers the error body.
+        self.max_connections = self.limit_concurrency
+        self.limit_concurrency = None
         self._timer: asyncio.TimerHandle | None = None
         # "headers" or "body": what the armed timer waits for.
         self._phase = ""
@@ -86,6 +117,20 @@ class DeadlineProtocol(H11Protocol):
         self._handed_over = False
         self._lingering = False
         self._raw: asyncio.Transport | None = None
+
+    @property
+    def app(self) -> ASGI3Application:
+        """The app for the next request: a 503 past ``--max-connections``, as uvicorn's
+        ``limit_concurrency`` would answer, but with the contract's error body."""
+        limit = self.max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            log.warning("request refused: at --max-connections client=%s", _peer(self.client))
+            return _busy
+        return self._app
+
+    @app.setter
+    def app(self, app: ASGI3Application) -> None:
+        self._app = app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the first request's header deadline with the connection.
@@ -137,7 +182,7 @@ class DeadlineProtocol(H11Protocol):
         # The WebSocket protocol gets the transport itself, not the lingering one.
         assert self._raw is not None
         self.transport = self._raw
-        limit = self.limit_concurrency
+        limit = self.max_connections
         if limit is not None and len(self.connections) >= limit:
             log.warning(
                 "websocket refused: at --max-connections client=%s limit=%d",

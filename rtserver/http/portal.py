@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rtserver.core.payout_profile import PayoutProfileBody
-from rtserver.errors import Forbidden, InvalidField, Unauthenticated
+from rtserver.errors import Forbidden, InvalidField
 from rtserver.http.common import api, body, current_user, json_response, node_of
 from rtserver.portal.common import Done
 from rtserver.schemas import (
@@ -298,12 +298,18 @@ async def put_phone(request: Request) -> Response:
 
 
 async def _viewer(request: Request) -> User | None:
-    """The user if a valid token is given; None for anonymous callers."""
+    """The user if a token is given; None for anonymous callers.
+
+    The public pages need no token, but a token that is given must be valid: an
+    invalid one is ``unauthenticated`` (401), as on every other call, so that a
+    client learns its session ended rather than being served as a stranger. A
+    suspended account reads them as anyone may.
+    """
     if "authorization" not in request.headers:
         return None
     try:
         return await current_user(request)
-    except (Unauthenticated, Forbidden):
+    except Forbidden:
         return None
 
 
@@ -311,6 +317,7 @@ async def _viewer(request: Request) -> User | None:
 async def list_experts(request: Request) -> Response:
     """Public experts, optionally by skill and language."""
     node = node_of(request)
+    await _viewer(request)
     out = await node.accounts.experts(
         request.query_params.get("skill"), request.query_params.get("language")
     )
@@ -329,6 +336,7 @@ async def get_expert(request: Request) -> Response:
 async def expert_reviews(request: Request) -> Response:
     """An expert's reviews."""
     node = node_of(request)
+    await _viewer(request)
     out = await node.accounts.reviews(
         request.path_params["user_id"], request.query_params.get("cursor"), _limit(request)
     )
