@@ -50,7 +50,6 @@ log = logging.getLogger("rtserver.http")
 LINGER = 5.0
 
 
-
 def _refusal(status: str, code: str, message: str) -> bytes:
     """A whole response with the contract's error body, for the connection to close."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
