@@ -93,7 +93,7 @@ class Request:
             "description": self.description,
             "skills": self.skills,
             "language": self.language,
-            "customer": {"id": customer["id"], "name": customer["name"]},
+            "customer": {"id": customer["id"], "name": customer["name"], "role": "customer"},
             "proposed_times": [to_wire(t) for t in self.proposed_times],
             "attachments": self.attachments,
             "expires_at": to_wire(expires_at),
