@@ -61,6 +61,11 @@ class Frames:
         return [f for f in self.received if f.get("type") in ("ok", "error") and f.get("re") in ids]
 
 
+# What the room shows once billing has run 3 s or more (no upper bound: a slow machine).
+AT_LEAST_3_S = re.compile(r"^(0:0[3-9]|0:[1-5]\d|[1-9]\d*:\d\d)$")
+AT_LEAST_40_CENTS = re.compile(r"^\$(0\.[4-9]\d|[1-9][\d,]*\.\d\d)$")
+
+
 def money(cents: int) -> str:
     dollars, rest = divmod(cents, 100)
     return f"${dollars:,}.{rest:02d}"
@@ -215,11 +220,9 @@ async def test_three_experts_race_chat_through_a_network_drop_and_end_with_a_dis
     await ep.get_by_test_id("billing-start").click()
     for page in (ep, cp):
         await expect(page.get_by_test_id("billing-state")).to_have_text("Billing running")
-        await expect(page.get_by_test_id("billing-clock")).to_have_text(re.compile(r"^0:0[3-9]$"))
-        # $120.00 per 15 minutes: over $0.30 after 3 s.
-        await expect(page.get_by_test_id("billing-amount")).to_have_text(
-            re.compile(r"^\$0\.([3-9]\d)$")
-        )
+        await expect(page.get_by_test_id("billing-clock")).to_have_text(AT_LEAST_3_S)
+        # $120.00 per 15 minutes: $0.40 after 3 s.
+        await expect(page.get_by_test_id("billing-amount")).to_have_text(AT_LEAST_40_CENTS)
 
     # The end, with a 25 % discount, after confirming.
     await ep.get_by_test_id("end-discount").fill("25")
