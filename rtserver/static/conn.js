@@ -285,7 +285,7 @@ export class Connection extends Emitter {
     /** @type {Person|null} */ this.user = null;
     /** @type {Map<string, Channel>} */ this.channels = new Map();
     /** @type {StatusInfo} */ this.status = { state: "idle" };
-    /** the browser said it is offline: no reconnect until networkBack() */
+    /** the browser said it is offline: no reconnect until reconnectNow() (its "online") */
     this.networkDown = false;
   }
 
