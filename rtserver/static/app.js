@@ -188,7 +188,8 @@ function renderConn() {
   else if (s.state === "offline") {
     const left = Math.max(0, Math.ceil(((s.retryAt || 0) - Date.now()) / 1000));
     const label = s.code === 1001 ? "Server restarting — reconnecting" : "Offline — reconnecting";
-    text = left > 0 ? `${label} in ${left} s` : `${label}…`;
+    text = s.reason === "network" ? "Offline — no network; messages are sent when it is back"
+      : left > 0 ? `${label} in ${left} s` : `${label}…`;
     cls = "offline";
   } else if (s.state === "stopped") { text = "Disconnected"; cls = "offline"; }
   el.className = "conn " + cls;
@@ -414,6 +415,7 @@ $("sign-out").addEventListener("click", () => { signOut(); showStatus("Signed ou
 window.addEventListener("hashchange", route);
 window.addEventListener("storage", (e) => { if (e.key === "rt.token" && !e.newValue && store.state.token) signOut("Signed out in another tab."); });
 window.addEventListener("online", () => { if (conn) conn.reconnectNow(); });
+window.addEventListener("offline", () => { if (conn) conn.networkLost(); });
 store.subscribe((_s, changed) => {
   if (changed.has("offers") || changed.has("sessions") || changed.has("user")) renderNav();
   if (changed.has("presence")) renderExpertBar();

@@ -6,6 +6,9 @@
 // - reconnect with jittered exponential backoff (1001, the server going away: at once, spread);
 // - 4401: the token is no longer valid (back to login); 4403: the account is suspended
 //   (never reconnect);
+// - the browser going offline drops the socket at once (it may look open for a whole
+//   heartbeat, and Chromium keeps an open socket through its offline mode) and waits for
+//   the browser to be online again instead of retrying;
 // - per session a Channel: messages kept by seq (so a message that arrives twice is kept
 //   once), resumed after a reconnect with session.join after_seq, and an outbox keyed by
 //   cid, sent again with the same cid after a reconnect (the server answers a known cid
@@ -29,6 +32,8 @@
 export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_UNAUTHENTICATED = 4401;
 export const CLOSE_SUSPENDED = 4403;
+/** Never sent by the server: the code this client closes with when the browser goes offline. */
+export const CLOSE_NETWORK_DOWN = 4002;
 const OPEN = 1;
 
 /** Errors after which a command may or may not have been carried out: send it again. */
@@ -280,6 +285,8 @@ export class Connection extends Emitter {
     /** @type {Person|null} */ this.user = null;
     /** @type {Map<string, Channel>} */ this.channels = new Map();
     /** @type {StatusInfo} */ this.status = { state: "idle" };
+    /** the browser said it is offline: no reconnect until reconnectNow() (its "online") */
+    this.networkDown = false;
   }
 
   /** The server's clock, as far as the hello told. */
@@ -312,9 +319,26 @@ export class Connection extends Emitter {
 
   /** Reconnect now (the browser says it is online again). */
   reconnectNow() {
+    this.networkDown = false;
     if (!this.wanted || this.ws) return;
     this.attempt = 0;
     this.open();
+  }
+
+  /**
+   * The browser says the network is gone: drop the socket now, as a lost one (pending
+   * calls fail as disconnected, outboxes wait), and wait for reconnectNow().
+   */
+  networkLost() {
+    this.networkDown = true;
+    if (!this.wanted) return;
+    const ws = this.ws;
+    if (ws) {
+      this.onClose(CLOSE_NETWORK_DOWN);
+      try { ws.close(1000, "network down"); } catch (e) { /* gone */ }
+    } else {
+      this.scheduleReconnect(CLOSE_NETWORK_DOWN);
+    }
   }
 
   open() {
@@ -374,6 +398,11 @@ export class Connection extends Emitter {
 
   /** @param {number|undefined} code */
   scheduleReconnect(code) {
+    this.timers.clearTimeout(this.retryTimer);
+    if (this.networkDown) {
+      this.setStatus({ state: "offline", code: CLOSE_NETWORK_DOWN, attempt: this.attempt, reason: "network" });
+      return;
+    }
     const delay = backoffDelay(this.attempt, code, this.random);
     this.attempt++;
     this.setStatus({ state: "offline", code, attempt: this.attempt, retryAt: this.now() + delay });

@@ -136,9 +136,10 @@ class Site:
         if kind == "error" and "Failed to load resource" not in text:
             self.errors.append(f"{page.url}: console {text}")
 
-    async def signed_in(self, who: Person, hash_: str = "") -> Page:
-        """A page signed in through the login form."""
-        page = await self.page()
+    async def signed_in(self, who: Person, hash_: str = "", page: Page | None = None) -> Page:
+        """A page signed in through the login form (``page``: one made by :meth:`page`, e.g.
+        to watch its socket from the start)."""
+        page = page or await self.page()
         await page.goto(self.url + "/#/login")
         await page.get_by_test_id("login-email").fill(who.email)
         await page.get_by_test_id("login-password").fill(PASSWORD)

@@ -37,6 +37,7 @@ PAGES = [
     "payout-profile",
     "expert-profile",
     "manager-console",
+    "live-session",
 ]
 
 
@@ -140,6 +141,57 @@ class Story:
         ]
         return session
 
+    async def live(
+        self,
+        customer: Person,
+        title: str,
+        chat: list[tuple[str, str]],
+        code: tuple[str, str],
+        file: str,
+    ) -> tuple[str, list[Client]]:
+        """An instant session still going on: chat (the code after the second-last line, the
+        file after the first), billing running. Its id, and the two sockets, left open so
+        that both are in the room: the caller closes them."""
+        e = await Client.connect(self.site.node.ws, self.expert.token)
+        c = await Client.connect(self.site.node.ws, customer.token)
+        try:
+            await e.call("presence", status="available")
+            await c.call(
+                "request.create", kind="instant", title=title, description=chat[0][1],
+                skills=["shaders"], language="en",
+            )  # fmt: skip
+            offer = await e.wait_event("offer.new", timeout=30)
+            sid = (await e.call("offer.accept", request_id=offer["offer"]["request_id"]))[
+                "session"
+            ]["id"]
+            await e.call("presence", status="away")
+            for client in (e, c):
+                await client.call("session.join", session_id=sid)
+            await e.call("billing.start", session_id=sid)
+            for i, (who, text) in enumerate(chat):
+                sender = c if who == "c" else e
+                if i == len(chat) - 1:
+                    await e.call(
+                        "message.send", session_id=sid, cid="code", kind="code",
+                        code={"language": code[0], "source": code[1]},
+                    )  # fmt: skip
+                    self.clock.forward(minutes=3)
+                await sender.call(
+                    "message.send", session_id=sid, cid=f"m{i}", kind="text", text=text
+                )
+                if i == 0:
+                    att = await self.upload(customer, sid, file, "file")
+                    await c.call(
+                        "message.send", session_id=sid, cid="file", kind="attachment",
+                        attachment_id=att["id"],
+                    )  # fmt: skip
+                self.clock.forward(minutes=2)
+        except BaseException:
+            await e.close()
+            await c.close()
+            raise
+        return sid, [e, c]
+
     async def upload(self, who: Person, sid: str, name: str, kind: str) -> dict[str, Any]:
         body = (f"{name}: captured for the session\n" * 40).encode()
         r = await self.site.api.http.post(
@@ -172,6 +224,13 @@ var urp = (UniversalRenderPipelineAsset)GraphicsSettings.currentRenderPipeline;
 urp.shadowDepthBias = 0.5f;
 urp.shadowNormalBias = 0.4f;
 urp.shadowCascadeCount = 4;"""
+
+
+DISSOLVE = """\
+float edge = smoothstep(_Cutoff, _Cutoff + _EdgeWidth, noise);
+half3 glow = saturate(_EdgeColor.rgb * _EdgeIntensity) * (1 - edge);
+o.Emission = glow;
+clip(noise - _Cutoff);"""
 
 
 async def decide(
@@ -321,8 +380,22 @@ async def make_story(site: Site, clock: TimeMachine) -> dict[str, Any]:
         [("c", "After a scene load the gamepad stops."), ("e", "Is the PlayerInput persisted?")],
     )  # fmt: skip
     await story.claim(dev, open_claim, "The expert had to leave early.")
+
+    # Going on now: Mei helps Dev since about twenty minutes (shot last, "live-session").
+    clock.to(timedelta(minutes=21))
+    live_sid, live_sockets = await Story(site, clock, mei).live(
+        dev, "Dissolve shader has black edges on iOS",
+        [("c", "My dissolve shader gets black edges on iOS; the editor looks fine."),
+         ("e", "Thanks for the capture. Which precision does the edge color use?"),
+         ("c", "Half, it's a Shader Graph exported to HLSL."),
+         ("e", "The glow overflows half on Metal. Clamp it before the emission:"),
+         ("c", "That fixed it on the iPhone 12! Checking the iPad now.")],
+        code=("hlsl", DISSOLVE),
+        file="dissolve-ios.png",
+    )  # fmt: skip
     clock.to(timedelta(0))
     return {
+        "live": (mei, live_sid, live_sockets),
         "manager": manager,
         "ana": ana,
         "customers": (ben, chloe, dev),
@@ -398,8 +471,10 @@ async def take(out: Path) -> list[Path]:
         async with run_node(settings, clock=clock) as node, chromium() as browser:
             api = Api(node.http)
             site = Site(node, api, browser)
+            live_sockets: list[Client] = []
             try:
                 story = await make_story(site, clock)
+                live_sockets = story["live"][2]
                 ana, manager = story["ana"], story["manager"]
                 ep = await site.signed_in(ana)
                 await book_and_ask(site, ana, story["customers"])
@@ -443,7 +518,16 @@ async def take(out: Path) -> list[Path]:
                 first_claim = mp.get_by_test_id("claim-card").first
                 await first_claim.get_by_test_id("claim-transcript").click()
                 await shoot(mp, out, "manager-console")
+
+                mei, live_sid, _ = story["live"]
+                lp = await site.signed_in(mei, f"#/room/{live_sid}")
+                await expect(lp.get_by_test_id("message")).to_have_count(7)
+                await expect(lp.get_by_test_id("room-people")).to_contain_text("Dev Patel — here")
+                await expect(lp.get_by_test_id("billing-state")).to_have_text("Billing running")
+                await shoot(lp, out, "live-session")
             finally:
+                for sock in live_sockets:
+                    await sock.close()
                 for c in site.contexts:
                     await c.close()
                 await api.aclose()

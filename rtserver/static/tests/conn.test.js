@@ -2,7 +2,7 @@
 // node --test rtserver/static/tests: the connection's logic with a fake socket and fake timers.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Connection, backoffDelay, CommandError } from "../conn.js";
+import { Connection, backoffDelay, CommandError, CLOSE_NETWORK_DOWN } from "../conn.js";
 
 /** Timers run by hand: advance(ms) fires what is due, in order. */
 function fakeTimers() {
@@ -224,6 +224,53 @@ test("the outbox is resent with the same cid after a reconnect, and acknowledged
   await flush();
   assert.equal(ch.outbox.size, 0);
   assert.equal(ch.messages.get(7)?.text, "hello");
+});
+
+test("the browser going offline drops the socket at once and waits for it to be online; the outbox waits too", async () => {
+  const { conn, online, sockets, timers } = setup();
+  conn.start();
+  let ws = await online();
+  const ch = conn.channel("s1");
+  ch.wanted = true;
+  const p = conn.call("ping");
+  conn.networkLost();
+  await assert.rejects(p, (err) => /** @type {any} */ (err).code === "disconnected");
+  assert.equal(ws.readyState, 3, "the socket is closed, not left open until the heartbeat");
+  assert.equal(conn.status.state, "offline");
+  assert.equal(conn.status.reason, "network");
+  assert.equal(conn.status.code, CLOSE_NETWORK_DOWN);
+  ch.send({ kind: "text", text: "typed offline" });
+  assert.equal(ch.outbox.size, 1);
+  timers.advance(60000);
+  assert.equal(sockets.length, 1, "no reconnect while the browser is offline");
+  conn.reconnectNow();  // the "online" event
+  assert.equal(sockets.length, 2);
+  ws = await online();
+  const join = ws.find("session.join").pop();
+  assert.equal(join.session_id, "s1");
+  ws.recv({ type: "ok", re: join.id, session: { id: "s1", status: "active" }, messages: [] });
+  await flush();
+  const sent = ws.find("message.send").pop();
+  assert.equal(sent.text, "typed offline");
+  ws.recv({ type: "ok", re: sent.id, seq: 1, at: "2026-01-01T00:00:00.000Z" });
+  await flush();
+  assert.equal(ch.outbox.size, 0);
+});
+
+test("offline while waiting to reconnect: the retry is called off until the browser is online", async () => {
+  const { conn, online, sockets, timers } = setup();
+  conn.start();
+  const ws = await online();
+  ws.drop(1006);
+  assert.equal(conn.status.state, "offline");
+  conn.networkLost();
+  assert.equal(conn.status.reason, "network");
+  timers.advance(60000);
+  assert.equal(sockets.length, 1);
+  conn.reconnectNow();
+  assert.equal(sockets.length, 2);
+  await online();
+  assert.equal(conn.status.state, "online");
 });
 
 test("a message stored before the drop comes back in the join reply and clears its outbox entry", async () => {

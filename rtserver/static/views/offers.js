@@ -8,6 +8,12 @@ import { threadView } from "./parts.js";
 /** @typedef {import("../app.js").Ctx} Ctx */
 
 const LOST = /** @type {Record<string, string>} */ ({ offer_taken: "taken", offer_expired: "expired", request_cancelled: "cancelled" });
+/** What an accept that came too late says. */
+const TOO_LATE = /** @type {Record<string, (title: string) => string>} */ ({
+  offer_taken: (t) => `Too late: another expert accepted “${t}” first.`,
+  offer_expired: (t) => `Too late: the offer for “${t}” expired.`,
+  request_cancelled: (t) => `The customer cancelled “${t}”.`,
+});
 
 /** @param {Ctx} ctx @param {string} requestId */
 function offerCard(ctx, requestId) {
@@ -64,8 +70,10 @@ function offerCard(ctx, requestId) {
     } catch (err) {
       const e = /** @type {any} */ (err);
       busy = false;
-      showError(e, "Accept");
-      if (LOST[e.code]) ctx.offerGone(requestId, LOST[e.code]); else update();
+      if (LOST[e.code]) {
+        showStatus(TOO_LATE[e.code](offer.title), "error");
+        ctx.offerGone(requestId, LOST[e.code]);
+      } else { showError(e, "Accept"); update(); }
     }
   });
   decline.addEventListener("click", async () => {

@@ -1,8 +1,8 @@
 // @ts-check
 // A session room (customer and expert): transcript kept by seq, an outbox of messages not yet
 // acknowledged (resent with the same cid after a reconnect), text, code and attachments,
-// typing, who is here, billing (the expert starts and pauses it), the end with a discount,
-// recordings. The data lives in the connection's Channel; this is its view.
+// typing, who is here, billing (the expert starts and pauses it; time and amount so far), the
+// end with a discount, recordings. The data lives in the connection's Channel; this is its view.
 import { h, fill, showError, showStatus, dl, confirmBox } from "../dom.js";
 import { fmtClock, fmtLeft, fmtMinSec, fmtSize, dollars } from "../format.js";
 import { markJoined, applySessionUpdate } from "../store.js";
@@ -102,6 +102,7 @@ export function mount(root, params, ctx) {
   // ----- billing -----
   const billingState = h("strong", { testid: "billing-state" });
   const clock = h("span", { class: "clock", role: "timer", "aria-label": "Billable time", testid: "billing-clock" });
+  const amount = h("strong", { testid: "billing-amount" });
   const startBilling = /** @type {HTMLButtonElement} */ (h("button", { class: "primary", type: "button", testid: "billing-start" }, "Start billing"));
   const pauseBilling = /** @type {HTMLButtonElement} */ (h("button", { type: "button", testid: "billing-pause" }, "Pause billing"));
   const startHint = h("p", { class: "hint" }, "Avoid starting billable time until you are sure that you can help.");
@@ -109,6 +110,8 @@ export function mount(root, params, ctx) {
   const billing = h("section", { class: "card", "aria-label": "Billing" },
     h("h3", {}, "Billing"),
     h("p", { class: "row" }, billingState, h("span", { class: "muted" }, "Billable time"), clock),
+    h("p", { class: "row" }, h("span", { class: "muted" }, "Amount so far"), amount,
+      h("span", { class: "hint" }, "(at the rate, before any discount)")),
     isExpert ? h("div", {}, h("div", { class: "row actions" }, startBilling, pauseBilling), startHint) : null,
     notice);
 
@@ -351,8 +354,11 @@ export function mount(root, params, ctx) {
       : h("li", { class: "empty" }, "No recordings yet."));
   }
   function tick() {
-    clock.textContent = fmtMinSec(billableNow());
+    const seconds = billableNow();
+    clock.textContent = fmtMinSec(seconds);
     const s = session;
+    // The server's rule: rate per 15 min times the seconds, rounded half up to the cent.
+    amount.textContent = dollars(Math.round(((s && s.rate_cents_per_15min) || 0) * seconds / 900));
     waiting.hidden = mem.ended || !s || s.status !== "scheduled";
     if (!waiting.hidden) {
       const left = Date.parse(s.scheduled_at) - ctx.serverNow();
