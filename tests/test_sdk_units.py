@@ -127,7 +127,7 @@ def test_http_errors_map_with_the_same_classes() -> None:
     assert isinstance(errors.error_from_http(401, None), errors.Unauthenticated)
 
 
-# -- codec and structs ------------------------------------------------------------------------------
+# -- codec and structs -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sub", [JSON, MSGPACK])
@@ -200,7 +200,7 @@ async def test_dispatch_dedupes_messages_and_drops_the_oldest_event_when_full() 
         await client.aclose()
 
 
-# -- every HTTP route of the server has its SDK method ------------------------------------------------
+# -- every HTTP route of the server has its SDK method -------------------------------
 
 
 class Recorder(Routes[Call]):
