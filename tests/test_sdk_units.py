@@ -14,9 +14,20 @@ from rtclient.client import AsyncClient, ws_url_for
 from rtclient.codec import JSON, MSGPACK, Codec
 from rtclient.commands import ALL_COMMANDS, CodeBlock, MessageSend, Ping, RequestCreate
 from rtclient.http import Call, Routes
-from rtclient.models import Message, OfferNew, Person, UnknownEvent, to_event
+from rtclient.models import (
+    BillingEvent,
+    BillingState,
+    Message,
+    Offer,
+    OfferNew,
+    Person,
+    Session,
+    UnknownEvent,
+    to_event,
+)
 from rtclient.outbox import Outbox, Transcript
 from rtclient.policy import Backoff, CloseAction, close_action
+from rtclient.terminal import Input, View, charge_cents, money, parse_input
 from starlette.routing import Route
 
 from rtserver import errors as server_errors
@@ -247,3 +258,36 @@ def test_every_server_route_has_an_sdk_method() -> None:
                 if method != "HEAD":
                     server.add((method, re.sub(r"\{[^}]+\}", "{}", route.path)))
     assert server <= called, server - called
+
+
+# -- the terminal client's view -------------------------------------------------------------
+
+
+def test_terminal_input_parsing() -> None:
+    assert parse_input("  ") is None
+    assert parse_input("hello there") == Input("say", text="hello there")
+    assert parse_input("//not a command") == Input("say", text="/not a command")
+    assert parse_input("/Accept 2") == Input("accept", ("2",), "2")
+    assert parse_input("/attach 'my file.txt'") == Input(
+        "attach", ("my file.txt",), "'my file.txt'"
+    )
+
+
+def test_terminal_view_numbers_offers_and_counts_billing() -> None:
+    view = View()
+    offer = Offer(request_id="r1", kind="instant", title="T", rate_cents_per_15min=6000)
+    lines = view.on_event(OfferNew(offer=offer), now=0.0)
+    assert lines[0].startswith("[offer 1] 'T'") and view.offer("1") == offer
+    assert view.add_offer(offer) == 1  # seen again: same number
+    session = Session(
+        id="s1", status="active", title="T", rate_cents_per_15min=6000,
+        billing=BillingState(running=False),
+    )  # fmt: skip
+    view.set_session(session, now=0.0)
+    assert view.current == "s1"
+    view.on_event(BillingEvent(session_id="s1", running=True, billable_seconds=60), now=100.0)
+    # 60 s from the server, 30 s counted locally since: 90 s at $60/15 min = $6.00.
+    assert view.billed_seconds(130.0) == 90
+    assert "billing 0:01:30 = $6.00" in view.status(130.0)
+    assert charge_cents(6000, 90, 50) == 300 and charge_cents(1, 450) == 1  # half up
+    assert money(-1234) == "-$12.34"
