@@ -11,9 +11,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from rtclient import MSGPACK, AsyncClient, AuthFailed, Backoff, ConnectionState
+from rtclient import MSGPACK, AsyncApi, AsyncClient, AuthFailed, Backoff, ConnectionState
 from rtclient.commands import MessageSend
-from rtclient.errors import InvalidField, InvalidState, NotFound, OfferTaken, Unauthenticated
+from rtclient.errors import (
+    AccountSuspended,
+    InvalidField,
+    InvalidState,
+    NotFound,
+    OfferTaken,
+    Unauthenticated,
+)
 from rtclient.models import (
     EVENT_TYPES,
     Attachment,
@@ -30,6 +37,7 @@ from rtclient.models import (
 from rtclient.outbox import new_cid
 
 from clients.rtclient import Api
+from tests.portal import new_manager
 from tests.servers import Node, RedisServer, new_customer, new_expert, start_cluster
 
 # Reconnect fast: the tests wait for restarts, not for backoff.
@@ -335,3 +343,22 @@ async def test_reconnect_after_sigterm_going_away(
             await c.aclose()
         await api.aclose()
         node.stop()
+
+
+async def test_suspension_closes_for_good(node: Node, api: Api, data_dir: Path) -> None:
+    customer, expert = await pair(node, api, backoff=FAST)
+    manager = AsyncApi(node.http, await new_manager(node, api, data_dir))
+    try:
+        assert expert.user is not None
+        await manager.suspend_user(expert.user.id, "test")
+        await expert.wait_state(ConnectionState.CLOSED)
+        assert isinstance(expert.closed_reason, AccountSuspended)
+        assert expert.last_close_code == 4403
+        with pytest.raises(AccountSuspended):
+            await expert.ping()
+        audit = await manager.audit()
+        assert audit["entries"][0]["action"] == "user.suspend"
+    finally:
+        await manager.aclose()
+        await customer.aclose()
+        await expert.aclose()
