@@ -767,12 +767,16 @@ class AsyncClient:
 
     async def events(self) -> AsyncIterator[Event | UnknownEvent]:
         """Every event, in order, until the client closes."""
-        while True:
-            event = await self._events.get()
-            if event is _CLOSED:
-                self._events.put_nowait(_CLOSED)  # for other iterators
-                return
+        while (event := await self.get_event()) is not None:
             yield event
+
+    async def get_event(self) -> Event | UnknownEvent | None:
+        """The next event, waiting for it; None once the client has closed."""
+        event = await self._events.get()
+        if event is _CLOSED:
+            self._events.put_nowait(_CLOSED)  # for every other reader
+            return None
+        return event  # type: ignore[no-any-return]
 
     async def next_event(
         self,
@@ -784,7 +788,7 @@ class AsyncClient:
         taken meanwhile are discarded** (use :meth:`events` to see everything)."""
         try:
             async with asyncio.timeout(timeout):
-                async for event in self.events():
+                while (event := await self.get_event()) is not None:
                     if isinstance(event, type_) and (where is None or where(event)):
                         return event
         except TimeoutError:

@@ -223,11 +223,9 @@ class Client:
         async def get() -> Event | UnknownEvent | None:
             try:
                 async with asyncio.timeout(timeout):
-                    async for event in self._client.events():
-                        return event
+                    return await self._client.get_event()
             except TimeoutError:
                 return None
-            return None
 
         return self._run(get())
 
