@@ -57,7 +57,7 @@ class App:
 
     def _state_changed(self, state: ConnectionState) -> None:
         self.view.connection = state
-        if state is not ConnectionState.OPEN:
+        if state in (ConnectionState.RECONNECTING, ConnectionState.CLOSED):
             self.say(f"-- connection {state.value}")
 
     @staticmethod
@@ -80,7 +80,7 @@ class App:
                 sid = event.session_id
             elif isinstance(event, SessionUpdate) and event.session.status == "active":
                 sid = event.session.id
-            if sid is not None and sid not in self.entered and self.view.current is None:
+            if sid is not None and sid not in self.entered and self.view.current in (None, sid):
                 try:
                     await self.enter(sid)
                 except RtError as exc:
