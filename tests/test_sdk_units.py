@@ -291,3 +291,11 @@ def test_terminal_view_numbers_offers_and_counts_billing() -> None:
     assert "billing 0:01:30 = $6.00" in view.status(130.0)
     assert charge_cents(6000, 90, 50) == 300 and charge_cents(1, 450) == 1  # half up
     assert money(-1234) == "-$12.34"
+
+
+async def test_a_url_that_cannot_work_stops_the_client_with_its_reason() -> None:
+    client = AsyncClient("http://127.0.0.1:1", "t", ws_url="not a url")
+    with pytest.raises(errors.ClientClosed) as closed:
+        await client.connect()
+    assert "InvalidURI" in str(closed.value)
+    await client.aclose()

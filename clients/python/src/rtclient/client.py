@@ -352,6 +352,12 @@ class AsyncClient:
                     self._attempt,
                 )
                 await asyncio.sleep(delay)
+        except Exception as exc:
+            # A bug, or a URL that can never work: stop, and say why to every caller.
+            log.exception("the connection failed")
+            stopped = ClientClosed(f"the connection failed: {exc!r}")
+            stopped.__cause__ = exc
+            self._stopped = stopped
         finally:
             self._finish()
 
