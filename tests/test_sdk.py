@@ -38,7 +38,15 @@ from rtclient.outbox import new_cid
 
 from clients.rtclient import Api
 from tests.portal import new_manager
-from tests.servers import Node, RedisServer, new_customer, new_expert, start_cluster
+from tests.servers import (
+    Node,
+    RedisServer,
+    new_customer,
+    new_expert,
+    run_node,
+    start_cluster,
+    unique,
+)
 
 # Reconnect fast: the tests wait for restarts, not for backoff.
 FAST = Backoff(base=0.05, cap=0.5, soon=0.02)
@@ -365,3 +373,57 @@ async def test_suspension_closes_for_good(node: Node, api: Api, data_dir: Path) 
         await manager.aclose()
         await customer.aclose()
         await expert.aclose()
+
+
+async def test_an_expired_token_is_renewed_by_logging_in_again(settings_for: Any) -> None:
+    async with run_node(settings_for(token_ttl="2s")) as node:
+        email = f"{unique('c')}@example.com"
+        http = Api(node.http)
+        try:
+            _, token = await http.register(email, "password-123", "Carl", "customer")
+            # With a token alone, its expiry (4401) ends the client.
+            fixed = await AsyncClient(node.http, token, backoff=FAST).connect()
+            await fixed.wait_state(ConnectionState.CLOSED)
+            assert isinstance(fixed.closed_reason, AuthFailed)
+            assert fixed.last_close_code == 4401
+            await fixed.aclose()
+            # Logged in with a password, it logs in again and goes on.
+            client = await AsyncClient.login(node.http, email, "password-123", backoff=FAST)
+            async with client:
+                await until(lambda: client.statistics().connects >= 2)
+                await client.wait_open(30)
+                await client.ping()
+                assert client.closed_reason is None
+        finally:
+            await http.aclose()
+
+
+async def test_a_resend_refused_after_the_end_finds_its_stored_message(
+    node: Node, api: Api
+) -> None:
+    """A message stored whose ok was lost, and the session ended before the resend: the
+    server refuses the resend (invalid_state), and the client finds it stored (HTTP)."""
+    customer, expert = await pair(node, api)
+    again = AsyncClient(node.http, customer.api.token)
+    try:
+        sid = await open_session(customer, expert)
+        first = await customer.send_text(sid, "stored", cid="lost-ok")
+        await expert.end_session(sid)
+        # Another socket of the customer, whose outbox holds the same message, sent once.
+        lost = again.send_nowait(
+            MessageSend(session_id=sid, cid="lost-ok", kind="text", text="stored")
+        )
+        never = again.send_nowait(
+            MessageSend(session_id=sid, cid="never-sent", kind="text", text="late")
+        )
+        for entry in again._outbox:
+            entry.attempts = 1 if entry.cid == "lost-ok" else 0
+        await again.connect()
+        reply = await lost
+        assert (reply.seq, reply.duplicate) == (first.seq, True)
+        assert [m.cid for m in again.transcript(sid).messages()] == ["lost-ok"]
+        with pytest.raises(InvalidState):
+            await never
+    finally:
+        for c in (customer, expert, again):
+            await c.aclose()

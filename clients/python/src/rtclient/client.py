@@ -33,7 +33,7 @@ import enum
 import itertools
 import logging
 import random as _random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -74,6 +74,7 @@ from rtclient.errors import (
     NotFound,
     RateLimited,
     ReplyTimeout,
+    RtError,
     TransportError,
     Unauthenticated,
     error_from_wire,
@@ -178,8 +179,13 @@ class AsyncClient:
         reply_timeout: float = 30.0,
         open_timeout: float = 10.0,
         random: Callable[[], float] = _random.random,
+        relogin: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.api = AsyncApi(base_url, token)
+        # Gets a fresh token when the server refuses this one (4401): tokens expire
+        # (--token-ttl) and a socket never outlives its token.
+        self._relogin = relogin
+        self._relogged = False
         self.ws_url = ws_url or ws_url_for(base_url)
         self.codec = Codec(subprotocol)
         self.backoff = backoff or Backoff()
@@ -212,9 +218,23 @@ class AsyncClient:
     # -- life cycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def login(cls, base_url: str, email: str, password: str, **kw: Any) -> AsyncClient:
-        """A client with a fresh token (not connected yet: ``async with`` or :meth:`connect`)."""
+    async def login(
+        cls, base_url: str, email: str, password: str, *, relogin: bool = True, **kw: Any
+    ) -> AsyncClient:
+        """A client with a fresh token (not connected yet: ``async with`` or :meth:`connect`).
+
+        With ``relogin`` (the default) it keeps the password in memory and logs in
+        again when its token expires (a 4401 after a working connection), once per
+        refusal: a refused new token stops it.
+        """
         client = cls(base_url, **kw)
+
+        async def again() -> str:
+            body = await client.api.login(email, password)
+            return str(body["token"])
+
+        if relogin:
+            client._relogin = again
         try:
             await client.api.login(email, password)
         except BaseException:
@@ -334,7 +354,7 @@ class AsyncClient:
             while True:
                 code = await self._serve_once()
                 action = close_action(code)
-                if action is CloseAction.STOP_AUTH:
+                if action is CloseAction.STOP_AUTH and not await self._login_again():
                     self._stopped = AuthFailed("the server refused the token", close_code=code)
                     break
                 if action is CloseAction.STOP_SUSPENDED:
@@ -360,6 +380,19 @@ class AsyncClient:
             self._stopped = stopped
         finally:
             self._finish()
+
+    async def _login_again(self) -> bool:
+        """A fresh token after a 4401, if we can get one: once, until a hello passes again."""
+        if self._relogin is None or self._relogged:
+            return False
+        self._relogged = True
+        try:
+            self.api.token = await self._relogin()
+        except RtError as exc:
+            log.warning("cannot log in again: %s", exc)
+            return False
+        log.info("the token was refused; logged in again")
+        return True
 
     async def _serve_once(self) -> int | None:
         """One socket from connect to close: its close code (None if it never opened)."""
@@ -402,6 +435,7 @@ class AsyncClient:
             return
         self.hello, self.user = hello, hello.user
         self._attempt = 0
+        self._relogged = False
         self._connects += 1
         self._set_state(ConnectionState.OPEN)
         try:
@@ -497,10 +531,10 @@ class AsyncClient:
             fut.set_result(reply)
 
     def _session_over(self, session_id: str) -> None:
+        # Not rejoined any more. Its outbox entries stay: one may be stored already
+        # with its ok still on the way (the end overtook it); the server answers each.
         room = self._room(session_id)
         room.over, room.wanted = True, False
-        for entry in self._outbox.remove_session(session_id):
-            self._resolve(entry.cid, InvalidState("the session ended", code="invalid_state"))
 
     async def _join(self, ws: ClientConnection, room: _Room) -> JoinReply:
         sid = room.transcript.session_id
@@ -532,14 +566,21 @@ class AsyncClient:
                 reply = await self._request(ws, entry.command, SendReply)
             except ReplyTimeout:
                 continue  # the same cid again: stored at most once
-            except (RateLimited, CallError) as exc:
+            except CallError as exc:
                 retryable = isinstance(exc, RateLimited) or exc.code == "internal"
                 if retryable and entry.attempts < 10:
                     await asyncio.sleep(exc.retry_after or min(8.0, 0.25 * 2**entry.attempts))
                     continue
-                if self._outbox.remove(entry.cid) is not None:
-                    self._resolve(entry.cid, exc)
-                continue
+                found = None
+                if isinstance(exc, InvalidState) and entry.attempts > 1:
+                    # Sent before, answer lost, and the session ended since: the server
+                    # refuses the resend, but the first send may have been stored.
+                    found = await self._find_stored(entry.command)
+                if found is None:
+                    if self._outbox.remove(entry.cid) is not None:
+                        self._resolve(entry.cid, exc)
+                    continue
+                reply = found
             if self._outbox.remove(entry.cid) is None:
                 continue  # its echo acknowledged it first
             cmd = entry.command
@@ -557,6 +598,21 @@ class AsyncClient:
                 )
             )
             self._resolve(entry.cid, reply)
+
+    async def _find_stored(self, cmd: MessageSend) -> SendReply | None:
+        """Our message with this cid in the stored transcript (HTTP), if it is there."""
+        after: int | None = self._room(cmd.session_id).transcript.last_seq
+        me = self.user.id if self.user else None
+        try:
+            while after is not None:
+                page = await self.api.session_messages(cmd.session_id, after_seq=after, limit=500)
+                for m in page.get("messages", []):
+                    if m.get("cid") == cmd.cid and (m.get("from") or {}).get("id") == me:
+                        return SendReply(seq=int(m["seq"]), at=m.get("at"), duplicate=True)
+                after = page.get("next_after_seq")
+        except RtError as exc:
+            log.warning("cannot read the transcript of %s: %s", cmd.session_id, exc)
+        return None
 
     async def _request(
         self,

@@ -44,7 +44,14 @@ P = TypeVar("P", bound=Reply)
 class Client:
     """A blocking rtserver client: ``with Client(url, token) as client: ...``."""
 
-    def __init__(self, base_url: str, token: str | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        credentials: tuple[str, str] | None = None,
+        **kw: Any,
+    ) -> None:
         self.api = Api(base_url, token)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -53,23 +60,28 @@ class Client:
         self._thread.start()
 
         async def make() -> AsyncClient:
+            if credentials is not None:
+                return await AsyncClient.login(base_url, *credentials, **kw)
             return AsyncClient(base_url, token, **kw)
 
-        self._client = self._run(make())
+        try:
+            self._client = self._run(make())
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.api.token = self._client.api.token
 
     @classmethod
     def login(cls, base_url: str, email: str, password: str, **kw: Any) -> Client:
-        """A client with a fresh token (not connected yet: ``with`` or :meth:`connect`)."""
-        with Api(base_url) as api:
-            token = api.login(email, password)["token"]
-        return cls(base_url, token, **kw)
+        """A client with a fresh token (not connected yet: ``with`` or :meth:`connect`);
+        it logs in again when the token expires (see :meth:`AsyncClient.login`)."""
+        return cls(base_url, credentials=(email, password), **kw)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def connect(self, timeout: float | None = 30.0) -> Client:
         """Open the connection; see :meth:`AsyncClient.connect`."""
-        self._client.api.token = self.api.token
         self._run(self._client.connect(timeout))
         return self
 
@@ -80,10 +92,13 @@ class Client:
         try:
             self._run(self._client.aclose(), timeout=30)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
-            self._loop.close()
-            self.api.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+        self.api.close()
 
     def __enter__(self) -> Client:
         try:
