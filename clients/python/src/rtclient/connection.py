@@ -5,14 +5,14 @@
 
 - it connects, says ``hello``, and on any loss reconnects with jittered
   exponential backoff (a node going away, 1001/1012: at once); 4401 (the token
-  is refused) and 4403 (suspended) stop it for good (:class:`AuthFailed`,
-  :class:`AccountSuspended`);
+  is refused; after one new login, when it has a ``relogin``) and 4403
+  (suspended) stop it for good (:class:`AuthFailed`, :class:`AccountSuspended`);
 - after each new ``hello`` it sends the last ``presence`` again, joins every
   session it had joined with ``after_seq`` = the last seq it holds (messages are
   kept once by seq), then sends its outbox: messages not yet acknowledged, each
   with the ``cid`` it was made with, so that the server stores each exactly once;
 - events go to a bounded queue. **Overflow policy: drop the oldest** and count
-  it (:meth:`AsyncClient.statistics`), never block the reader: a reader that
+  it (:meth:`Connection.statistics`), never block the reader: a reader that
   blocks stops replies too, and the server would close a socket that does not
   read (4408). Chat messages are also kept in each session's
   :class:`~rtclient.outbox.Transcript`, which a slow consumer can read instead.
