@@ -9,6 +9,7 @@ data cannot make two winners), then the events.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -121,6 +122,8 @@ class Hub:
         self.notices: Notices | None = None
         # request id -> (its final status, who held its offers then), oldest first.
         self._closed: dict[str, tuple[rules.RequestStatus, frozenset[str]]] = {}
+        # request id -> done once the decision this node claimed is written (or failed).
+        self._closing: dict[str, asyncio.Future[None]] = {}
 
     # -- the snapshot ------------------------------------------------------------
 
@@ -609,6 +612,10 @@ class Hub:
             value, held = held, None
         if held is not None:
             return held, None
+        # The claim is ours: while it is written, this node's other accepts of the
+        # request wait for it and are answered from _closed, not from reads.
+        closing = asyncio.get_running_loop().create_future()
+        self._closing.setdefault(request.id, closing)
         try:
             applied = await self._apply(request, value)
         except _Overlap:
@@ -625,6 +632,10 @@ class Hub:
                 "accept refused request=%s expert=%s: busy, claim released", request.id, expert_id
             )
             raise InvalidState("you are in an active session") from None
+        finally:
+            if self._closing.get(request.id) is closing:
+                del self._closing[request.id]
+            closing.set_result(None)
         if applied is False:
             # Closed in the database without a claim (the bus lost its data): it decided.
             fresh = await self.requests.get(request.id)
@@ -820,6 +831,10 @@ class Hub:
                 time = from_wire(cmd.time)
             except ValueError:
                 raise InvalidField("time must be ISO-8601 with an offset", "time") from None
+        if (closing := self._closing.get(cmd.request_id)) is not None:
+            # Another accept of it won the claim here and is being written (most
+            # accepts lose, and arrive while the winner waits for the write lock).
+            await asyncio.shield(closing)
         closed = self._closed.get(cmd.request_id)
         if closed is not None and user.id in closed[1]:
             # The race is over, decided on this node, and he held an offer: what
