@@ -283,6 +283,13 @@ async def test_a_message_to_a_session_ended_meanwhile_is_refused_at_its_commit(
             assert (refused["type"], refused["code"]) == ("error", "invalid_state")
             again = await room.customer.request("message.send", cid="m3", **one)
             assert (again["type"], again["code"]) == ("error", "invalid_state")
+            # A resend of the message stored before the end still returns its first seq
+            # (its ok may have been lost with a connection): the client's outbox learns
+            # it was stored. The expert's resend of the customer's cid is his own: refused.
+            resent = await room.customer.call("message.send", cid="m1", **one)
+            assert (resent["seq"], resent["duplicate"]) == (1, True)
+            theirs = await room.expert.request("message.send", cid="m1", **one)
+            assert (theirs["type"], theirs["code"]) == ("error", "invalid_state")
             cids = query(data_dir, "SELECT cid FROM messages WHERE session_id = ?", (sid,))
             assert [r["cid"] for r in cids] == ["m1"]
             [last] = query(data_dir, "SELECT last_seq FROM sessions WHERE id = ?", (sid,))

@@ -174,7 +174,8 @@ class Rooms:
         participants = self.active.get(session_id)
         if participants is None:
             session = await self._session(conn.user, session_id)
-            self._active(session)
+            if session.status != "active":
+                return await self._resent_after_end(conn.user, cmd, session.status)
             participants = session.participants()
             self.active.add(session_id, participants)
         elif conn.user.id not in participants:
@@ -222,7 +223,7 @@ class Rooms:
         if isinstance(stored, NotActive):
             # Ended (here or on another node) since it was seen active.
             self.active.discard(session_id)
-            raise InvalidState(f"session is {stored.status}")
+            return await self._resent_after_end(conn.user, cmd, stored.status)
         at = to_wire(from_ms(stored.at_ms))
         if stored.duplicate:
             # A resend: the first send may have been cut off between its commit and
@@ -254,6 +255,17 @@ class Rooms:
             }
             await self.bus.publish(participants, event, skip=conn)
         return {"seq": stored.seq, "at": at, "duplicate": stored.duplicate}
+
+    async def _resent_after_end(self, user: User, cmd: MessageSend, status: str) -> dict[str, Any]:
+        """A send to a session no longer active: ``invalid_state``, unless it is the
+        resend of a message stored before the end (its ``ok`` was lost with the
+        connection). Sending a cid again returns the first seq, ended or not, so a
+        client's outbox can tell a stored message from a refused one."""
+        earlier = await self.transcript.earlier(cmd.session_id, user.id, cmd.cid)
+        if earlier is None:
+            raise InvalidState(f"session is {status}")
+        at = to_wire(from_ms(earlier.at_ms))
+        return {"seq": earlier.seq, "at": at, "duplicate": True}
 
     async def typing(self, conn: Connection, cmd: Typing) -> dict[str, Any]:
         """Tell the others in the room that this user is typing (not stored)."""

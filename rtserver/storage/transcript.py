@@ -265,6 +265,11 @@ class Transcript:
             if not done.done():
                 done.set_result(r)
 
+    async def earlier(self, session_id: str, from_id: str, cid: str) -> Stored | None:
+        """The message this sender already stored under ``cid``, if any."""
+        row = await self.db.fetchone(_EARLIER, (session_id, from_id, cid))
+        return Stored(int(row[0]), int(row[1]), True) if row is not None else None
+
     async def after(self, session_id: str, after_seq: int, limit: int | None = None) -> list[Row]:
         """Stored messages with ``seq > after_seq``, in order (at most ``limit``; None: all)."""
         sql = "SELECT * FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq"
