@@ -5,8 +5,6 @@ session with a discount; the customer is the SDK."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,61 +15,16 @@ from rtclient.models import BillingEvent, Message, OfferNew, RequestUpdate, Sess
 
 from clients.rtclient import Api
 from tests.servers import Node, new_customer, unique
+from tests.tmux import Tmux, tmux_server
 
 RTCLIENT = Path(sys.executable).parent / "rtclient"
 PASSWORD = "password-123"
 
 
-class Tmux:
-    """One tmux session on a private server socket."""
-
-    def __init__(self, name: str) -> None:
-        self.socket = f"rt-{name}"
-        self.name = name
-
-    async def run(self, *args: str, check: bool = True) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "tmux",
-            "-L",
-            self.socket,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        assert proc.returncode == 0 or not check, err.decode()
-        return out.decode()
-
-    async def type(self, text: str) -> None:
-        """Type a line and press Enter."""
-        await self.run("send-keys", "-t", self.name, "-l", text)
-        await self.run("send-keys", "-t", self.name, "Enter")
-
-    async def screen(self) -> str:
-        """The pane with its scroll-back."""
-        return await self.run("capture-pane", "-p", "-J", "-t", self.name, "-S", "-500")
-
-    async def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        """Wait until ``text`` is on the screen (a bound only against hangs)."""
-        screen = ""
-        try:
-            async with asyncio.timeout(timeout):
-                while text not in (screen := await self.screen()):  # noqa: ASYNC110 - polling tmux
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            pytest.fail(f"{text!r} never showed; the screen:\n{screen}")
-        return screen
-
-
 @pytest.fixture
 async def tmux() -> AsyncIterator[Tmux]:
-    assert shutil.which("tmux"), "tmux is missing: apt-get install tmux (scripts/test does)"
-    t = Tmux(f"tui{secrets.token_hex(4)}")
-    yield t
-    proc = await asyncio.create_subprocess_exec(
-        "tmux", "-L", t.socket, "kill-server", stderr=asyncio.subprocess.DEVNULL
-    )
-    await proc.wait()
+    async with tmux_server() as t:
+        yield t
 
 
 async def test_expert_accepts_chats_and_ends_with_a_discount(

@@ -88,8 +88,14 @@ class App:
 
     async def enter(self, session_id: str) -> None:
         """Join a session and make it the current one."""
-        reply = await self.client.join(session_id)
+        # Marked before the join: an accepted offer is entered both by /accept and by the
+        # pump (the session's update), whichever comes first; the other must see it.
         self.entered.add(session_id)
+        try:
+            reply = await self.client.join(session_id)
+        except BaseException:
+            self.entered.discard(session_id)
+            raise
         self.view.current = session_id
         self.view.set_session(reply.session, time.monotonic())
         if reply.billing is not None:
@@ -130,7 +136,8 @@ class App:
                 session = await client.accept_offer(offer.request_id)
                 view.drop_offer(offer.request_id)
                 self.say(f"-- accepted {offer.title!r}")
-                await self.enter(session.id)
+                if session.id not in self.entered:
+                    await self.enter(session.id)
             else:
                 await client.decline_offer(offer.request_id)
                 view.drop_offer(offer.request_id)
