@@ -76,6 +76,9 @@ CLAIM_GRACE = 86_400.0
 # Requests this node closed lately are remembered with the experts who held their
 # offers (the losers of an accept race): their accepts are answered at once.
 CLOSED_NOTES = 4096
+# How long an accept waits for this node's write of the request's claimed decision
+# before it reads and claims for itself (which then loses at once).
+CLOSING_WAIT = 1.0
 # A new request's timer is written with the request, due this soon: if the node
 # dies (or the command is cut off) before the first wave is written, whichever
 # node runs the timer sends it. The first wave moves the timer to its own end.
@@ -834,7 +837,8 @@ class Hub:
         if (closing := self._closing.get(cmd.request_id)) is not None:
             # Another accept of it won the claim here and is being written (most
             # accepts lose, and arrive while the winner waits for the write lock).
-            await asyncio.shield(closing)
+            # Bounded: behind a write lock held elsewhere, the claim answers sooner.
+            await asyncio.wait([closing], timeout=CLOSING_WAIT)
         closed = self._closed.get(cmd.request_id)
         if closed is not None and user.id in closed[1]:
             # The race is over, decided on this node, and he held an offer: what
