@@ -174,3 +174,61 @@ async def test_a_stale_wake_does_not_cut_a_live_wave_short(data_dir: Path) -> No
         for c in (customer, expert):
             await c.close()
         await api.aclose()
+
+
+@pytest.mark.both_backends
+async def test_a_wave_never_offers_work_to_an_expert_turning_busy(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wave chooses its experts from a read inside its transaction, and an accept
+    may make one of them busy meanwhile. On PostgreSQL, where nodes and writers run
+    side by side, the accept's withdrawal of his open offers ran before the wave
+    committed its offer to him: that offer stayed open to a busy expert, and with a
+    whole wave of them the request stalled until the wave expired (the bench's
+    stalls on PostgreSQL). The wave now locks the rows of the experts it takes and
+    asks again; the accept locks its winner's row. Here the accept commits while
+    the wave is between its read and its write; on SQLite it waits for the wave
+    and withdraws the offer it made."""
+    async with run_node(node_settings(data_dir, offer_batch=2, offer_ttl="60s")) as node:
+        assert node.app is not None
+        hub = node.app.state.node.hub
+        api = Api(node.http)
+        customers = [await Client.connect(node.ws, (await new_customer(api))[1]) for _ in "ab"]
+        best_user, best = await online_expert(node, api, name="Best", skills=("python", "django"))
+        _, other = await online_expert(node, api, name="Other", skills=("python",))
+        both = {**INSTANT, "skills": ["python", "django"]}
+        r1 = (await customers[0].call("request.create", **both))["request"]["id"]
+        await best.wait_event("offer.new", lambda e: e["offer"]["request_id"] == r1)
+
+        real_still_free = hub.users.still_free
+        accepting: list[asyncio.Future[dict[str, Any]]] = []
+
+        async def accept_meanwhile(conn: Any, expert_ids: list[str]) -> list[str]:
+            free = await real_still_free(conn, expert_ids)
+            if not accepting and best_user["id"] in free:
+                # The wave of r2 has read Best as free; he wins r1 now.
+                accepting.append(asyncio.ensure_future(best.call("offer.accept", request_id=r1)))
+                await asyncio.sleep(0.5)
+            return free
+
+        monkeypatch.setattr(hub.users, "still_free", accept_meanwhile)
+        r2 = (await customers[1].call("request.create", **both))["request"]["id"]
+        assert accepting, "the wave of r2 did not read Best as free"
+        won = await asyncio.wait_for(accepting[0], 10)
+        assert won["session"]["expert"]["id"] == best_user["id"]
+        await other.wait_event("offer.new", lambda e: e["offer"]["request_id"] == r2)
+        # Best, busy now, holds no open offer of r2: offered it and then withdrawn
+        # (SQLite), or never offered it (PostgreSQL).
+        async with asyncio.timeout(10):
+            while True:
+                held = query(
+                    data_dir,
+                    "SELECT status FROM offers WHERE request_id = ? AND expert_id = ?",
+                    (r2, best_user["id"]),
+                )
+                if all(row["status"] != "open" for row in held):
+                    break
+                await asyncio.sleep(0.05)
+        for c in (*customers, best, other):
+            await c.close()
+        await api.aclose()

@@ -67,6 +67,9 @@ NO_SHOW_TIMER = "no_show"
 # A safety net only: an expert who turns available, connects available, or ends a
 # session wakes the waiting requests at once (Hub.expert_free).
 EMPTY_WAVE_RETRY = 10.0
+# When a wave found its free experts all locked by other transactions (PostgreSQL:
+# waves offering them work, accepts making them busy), look again this soon.
+CONTENDED_RETRY = 0.05
 # Under the write lock a wave is taken from the first this many batches of the
 # ranked experts (holders of other offers last) that are still free: deep enough
 # to replace those who turned busy or away since the read, few enough to stay cheap.
@@ -230,7 +233,9 @@ class Hub:
 
         async def hasten(conn: Conn) -> int:
             still = await self.requests.unanswered(conn, request_ids)
-            for request_id in still:
+            # In id order: two wakes of overlapping requests (PostgreSQL: side by
+            # side) take their timers' rows in one order, never in a cycle.
+            for request_id in sorted(still):
                 # A wake: a request already due (one burst wakes it many times) keeps
                 # the due time its claimant is about to match.
                 await self.timer_store.hasten(conn, REQUEST_TIMER, request_id, now_ms)
@@ -458,9 +463,12 @@ class Hub:
                 # so that concurrent waves spread over the free experts instead of
                 # racing for the same ones (core.matching.spread).
                 order = spread(wave, await self.requests.holding_instant_offers(conn))[:depth]
-                wave = (await self.users.still_free(conn, order))[:batch]
+                wave, skipped = await self._still_free(conn, order, batch)
                 if not wave:
-                    retry = min(EMPTY_WAVE_RETRY, self.settings.offer_ttl)
+                    # Nobody free; or everyone free was being offered other work at
+                    # this instant: then look again at once, not at the safety net's pace.
+                    retry = CONTENDED_RETRY if skipped else EMPTY_WAVE_RETRY
+                    retry = min(retry, self.settings.offer_ttl)
                     next_due = min(now + timedelta(seconds=retry), request.expires_at)
             notified = request.notified
             rates: dict[str, int | None] = {}
@@ -515,6 +523,36 @@ class Hub:
             },
         )
         return notified
+
+    async def _still_free(self, conn: Conn, order: list[str], batch: int) -> tuple[list[str], bool]:
+        """The first ``batch`` of these experts still free, read inside a wave's write
+        transaction; and whether some free ones were skipped, being locked elsewhere.
+
+        SQLite's one write lock makes the read the answer. On PostgreSQL nodes and
+        writers run side by side, so the chosen experts' rows are locked and the
+        question asked again under the lock: an accept that makes one of them busy
+        locks his row too (``_write_close``), so either it committed first and is
+        seen now, or it waits for this wave and withdraws the offer it adds. Without
+        it a wave could offer a request to an expert turning busy; his offer stayed
+        open and the request stalled until the wave expired. Rows another
+        transaction holds (a wave offering him work this instant, his accept) are
+        skipped, not waited for, and the next free ones taken: concurrent waves
+        spread over the free experts instead of queueing for the same few, and only
+        the rows used are held.
+        """
+        free = await self.users.still_free(conn, order)
+        if not conn.row_locks:
+            return free[:batch], False
+        wave: list[str] = []
+        skipped = False
+        taken = 0
+        while len(wave) < batch and taken < len(free):
+            want = free[taken : taken + batch - len(wave)]
+            taken += len(want)
+            locked = await self.users.lock_free_of(conn, want)
+            skipped = skipped or len(locked) < len(want)
+            wave += await self.users.still_free(conn, [e for e in want if e in locked])
+        return wave, skipped
 
     async def on_request_timer(self, request_id: str) -> None:
         """A wave ended (or nobody was found): expire it and send the next, or expire all."""
@@ -717,6 +755,15 @@ class Hub:
             )
             if notified is None:
                 return None
+            if session is not None:
+                # The winner's row, after the request's (a wave takes its request's row,
+                # then its experts'): a wave that would offer him work is either
+                # committed now, its offer among those locked next, or waits for this
+                # close and finds him busy (see write_wave in _dispatch). Before the
+                # offers: locked after them, a wave's offer to him committed in between
+                # was outside the set, and the withdrawal that met it waited in a cycle
+                # with another close locking that request's offers.
+                await self.users.lock_in(conn, expert_id)
             # Every open offer this close will change (this request's, and the
             # winner's of other requests), locked first and in one order: two
             # accepts of two requests, each withdrawing its winner's offer of the

@@ -518,6 +518,7 @@ class SqliteConn:
     runs at once, on the calling thread (the event loop's)."""
 
     __slots__ = ("_conn",)
+    row_locks = False
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

@@ -84,6 +84,7 @@ class PgConn:
     """:class:`~rtserver.storage.sql.Conn` on one asyncpg connection."""
 
     __slots__ = ("_conn",)
+    row_locks = True
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn

@@ -49,6 +49,11 @@ class IntegrityError(Exception):
 class Conn(Protocol):
     """The statements of one unit of work, on one connection."""
 
+    # True where rows lock one by one (PostgreSQL: writers run side by side); False
+    # where a write transaction holds the whole database (SQLite), so that a unit of
+    # work may skip what only row locks make necessary.
+    row_locks: bool
+
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """Every row of a statement (a ``SELECT``, or a write ``RETURNING`` rows)."""
         ...

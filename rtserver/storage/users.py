@@ -188,8 +188,25 @@ class UserStore:
 
     async def lock_in(self, conn: Conn, user_id: str) -> None:
         """Hold the account's row until the commit of the caller's write transaction:
-        money moved for one user (a payout, a refund) is decided one at a time."""
-        await conn.lock("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
+        money moved for one user (a payout, a refund) is decided one at a time, and
+        an expert turns busy or is offered work one at a time."""
+        # NO KEY UPDATE: what an UPDATE of the row takes. FOR UPDATE would also hold
+        # off every insert whose foreign key names the user (a session, an offer, a
+        # ledger row take KEY SHARE of his row), and waits in cycles with them.
+        await conn.lock("SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE", (user_id,))
+
+    async def lock_free_of(self, conn: Conn, user_ids: list[str]) -> set[str]:
+        """Lock those of these accounts no other transaction holds, skipping the others,
+        until the commit of the caller's write transaction; the ones locked. Only where
+        rows lock one by one (``conn.row_locks``: PostgreSQL)."""
+        if not user_ids:
+            return set()
+        marks = ",".join("?" * len(user_ids))
+        rows = await conn.fetch(
+            f"SELECT id FROM users WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
+            sorted(user_ids),
+        )
+        return {r[0] for r in rows}
 
     async def many(self, user_ids: list[str]) -> dict[str, User]:
         """Accounts by id."""
@@ -251,6 +268,8 @@ class UserStore:
         """Those of these experts still available and in no active session (in order),
         read inside the caller's write transaction (a unit of work:
         :meth:`Db.write`)."""
+        if not expert_ids:
+            return []
         marks = ",".join("?" * len(expert_ids))
         rows = await conn.fetch(
             f"SELECT id FROM users WHERE id IN ({marks}) AND presence = 'available'"
