@@ -758,11 +758,11 @@ class Hub:
             if session is not None:
                 # The winner's row, after the request's (a wave takes its request's row,
                 # then its experts'): a wave that would offer him work is either
-                # committed now, its offer among those locked next, or waits for this
-                # close and finds him busy (see write_wave in _dispatch). Before the
-                # offers: locked after them, a wave's offer to him committed in between
-                # was outside the set, and the withdrawal that met it waited in a cycle
-                # with another close locking that request's offers.
+                # committed now, its offer among those locked next, or skips him while
+                # this close holds his row, or sees him busy after it (_still_free).
+                # Before the offers: locked after them, a wave's offer to him committed
+                # in between was outside the set, and the withdrawal that met it waited
+                # in a cycle with another close locking that request's offers.
                 await self.users.lock_in(conn, expert_id)
             # Every open offer this close will change (this request's, and the
             # winner's of other requests), locked first and in one order: two
