@@ -10,9 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from rtserver.errors import RtError
+from rtserver.http.ops import _error_codes as error_codes
 from rtserver.schemas import command_types
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,24 +23,16 @@ WORK_PATH = re.compile(r"(?<![\w.~-])/" + r"work/")
 
 
 def _tracked() -> list[Path]:
-    """Every file git tracks in this checkout (skips when this is not one)."""
+    """Every file git tracks in this checkout; outside one (an unpacked archive),
+    every file of the tree but the virtualenv and the caches."""
     git = shutil.which("git")
-    if git is None or not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
-    out = subprocess.run(
-        [git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30
-    ).stdout
-    return [ROOT / name for name in out.decode().split("\0") if name]
-
-
-def _error_codes() -> set[str]:
-    codes: set[str] = set()
-    todo: list[type[RtError]] = [RtError]
-    while todo:
-        cls = todo.pop()
-        codes.add(cls.code)
-        todo.extend(cls.__subclasses__())
-    return codes
+    if git is not None and (ROOT / ".git").exists():
+        out = subprocess.run(
+            [git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30
+        ).stdout
+        return [ROOT / name for name in out.decode().split("\0") if name]
+    skip = {".venv", ".git", "node_modules", ".mypy_cache", ".ruff_cache", "__pycache__"}
+    return [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
 
 
 def test_no_tracked_file_points_at_the_contract_outside_the_repository() -> None:
@@ -71,7 +61,7 @@ def test_docs_carry_no_absolute_work_paths() -> None:
 
 def test_protocol_names_every_error_code() -> None:
     text = PROTOCOL.read_text(encoding="utf-8")
-    codes = _error_codes()
+    codes = set(error_codes())
     assert "offer_taken" in codes and "internal" in codes
     missing = sorted(c for c in codes if f"`{c}`" not in text)
     assert missing == [], f"error codes not in docs/protocol.md: {missing}"
