@@ -38,7 +38,7 @@ import logging
 from typing import Any, ClassVar, cast
 
 import h11
-from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -65,7 +65,7 @@ _BUSY_MESSAGE = "the server is at its connection limit; try again"
 _BUSY = _refusal("503 Service Unavailable", "internal", _BUSY_MESSAGE)
 
 
-async def _busy(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     """uvicorn's answer past ``limit_concurrency``, with the contract's error body."""
     body = _BUSY[_BUSY.index(b"\r\n\r\n") + 4 :]
     await send(
@@ -118,7 +118,7 @@ class DeadlineProtocol(H11Protocol):
         self._raw: asyncio.Transport | None = None
 
     @property
-    def app(self) -> ASGI3Application:
+    def app(self) -> ASGIApp:
         """The app for the next request: a 503 past ``--max-connections``, as uvicorn's
         ``limit_concurrency`` would answer, but with the contract's error body."""
         limit = self.max_connections
@@ -128,7 +128,7 @@ class DeadlineProtocol(H11Protocol):
         return self._app
 
     @app.setter
-    def app(self, app: ASGI3Application) -> None:
+    def app(self, app: ASGIApp) -> None:
         self._app = app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
