@@ -33,15 +33,18 @@ install behaves the same.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 import h11
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from rtserver.errors import BadFrame, Internal, RtError
+from rtserver.http.common import error_response
 from rtserver.http.websocket import LeanWebSocketProtocol
 
 log = logging.getLogger("rtserver.http")
@@ -50,36 +53,32 @@ log = logging.getLogger("rtserver.http")
 LINGER = 5.0
 
 
-def _refusal(status: str, code: str, message: str) -> bytes:
-    """A whole response with the contract's error body, for the connection to close."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return (
-        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
+def _closing_error(err: RtError, status: HTTPStatus) -> Response:
+    """The API's error response for ``err`` (:func:`error_response`: the contract's
+    body), with this status, ending the connection."""
+    response = error_response(err)
+    response.status_code = status
+    response.headers["connection"] = "close"
+    return response
+
+
+def _raw(response: Response) -> bytes:
+    """A whole HTTP/1.1 response, for a transport no ASGI cycle is left to write on."""
+    status = HTTPStatus(response.status_code)
+    head = [f"HTTP/1.1 {status.value} {status.phrase}".encode()]
+    head += [name + b": " + value for name, value in response.raw_headers]
+    return b"\r\n".join(head) + b"\r\n\r\n" + response.body
 
 
 # A request that did not arrive whole in time is an incomplete frame of HTTP.
-_TIMED_OUT = _refusal("408 Request Timeout", "bad_frame", "the request did not arrive in time")
-_BUSY_MESSAGE = "the server is at its connection limit; try again"
-_BUSY = _refusal("503 Service Unavailable", "internal", _BUSY_MESSAGE)
-
-
-async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
-    """uvicorn's answer past ``limit_concurrency``, with the contract's error body."""
-    body = _BUSY[_BUSY.index(b"\r\n\r\n") + 4 :]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+_TIMED_OUT = _raw(
+    _closing_error(BadFrame("the request did not arrive in time"), HTTPStatus.REQUEST_TIMEOUT)
+)
+# uvicorn's answer past limit_concurrency (plain text), with the contract's body.
+_BUSY_RESPONSE = _closing_error(
+    Internal("the server is at its connection limit; try again"), HTTPStatus.SERVICE_UNAVAILABLE
+)
+_BUSY = _raw(_BUSY_RESPONSE)
 
 
 class _Transport:
@@ -124,7 +123,7 @@ class DeadlineProtocol(H11Protocol):
         limit = self.max_connections
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             log.warning("request refused: at --max-connections client=%s", _peer(self.client))
-            return _busy
+            return _BUSY_RESPONSE
         return self._app
 
     @app.setter
