@@ -398,11 +398,10 @@ async def test_an_expired_token_is_renewed_by_logging_in_again(settings_for: Any
             await http.aclose()
 
 
-async def test_a_resend_refused_after_the_end_finds_its_stored_message(
-    node: Node, api: Api
-) -> None:
+async def test_a_resend_after_the_end_gets_its_first_seq(node: Node, api: Api) -> None:
     """A message stored whose ok was lost, and the session ended before the resend: the
-    server refuses the resend (invalid_state), and the client finds it stored (HTTP)."""
+    server answers the resend with the first seq (a cid sent again returns it, ended or
+    not), and the client settles it as stored; a message never stored is refused."""
     customer, expert = await pair(node, api)
     again = AsyncClient(node.http, customer.api.token)
     try:

@@ -523,16 +523,11 @@ class Connection:
                 if retryable and entry.attempts < 10:
                     await asyncio.sleep(exc.retry_after or min(8.0, 0.25 * 2**entry.attempts))
                     continue
-                found = None
-                if isinstance(exc, InvalidState) and entry.attempts > 1:
-                    # Sent before, answer lost, and the session ended since: the server
-                    # refuses the resend, but the first send may have been stored.
-                    found = await self._find_stored(entry.command)
-                if found is None:
-                    if self._outbox.remove(entry.cid) is not None:
-                        self._resolve(entry.cid, exc)
-                    continue
-                reply = found
+                # Refused for good. (A resend of a message stored before its session
+                # ended is not refused: the server answers its first seq.)
+                if self._outbox.remove(entry.cid) is not None:
+                    self._resolve(entry.cid, exc)
+                continue
             if self._outbox.remove(entry.cid) is None:
                 continue  # its echo acknowledged it first
             cmd = entry.command
@@ -550,21 +545,6 @@ class Connection:
                 )
             )
             self._resolve(entry.cid, reply)
-
-    async def _find_stored(self, cmd: MessageSend) -> SendReply | None:
-        """Our message with this cid in the stored transcript (HTTP), if it is there."""
-        after: int | None = self._room(cmd.session_id).transcript.last_seq
-        me = self.user.id if self.user else None
-        try:
-            while after is not None:
-                page = await self.api.session_messages(cmd.session_id, after_seq=after, limit=500)
-                for m in page.get("messages", []):
-                    if m.get("cid") == cmd.cid and (m.get("from") or {}).get("id") == me:
-                        return SendReply(seq=int(m["seq"]), at=m.get("at"), duplicate=True)
-                after = page.get("next_after_seq")
-        except RtError as exc:
-            log.warning("cannot read the transcript of %s: %s", cmd.session_id, exc)
-        return None
 
     async def _request(
         self,
