@@ -2,10 +2,12 @@
 
 It holds no domain logic. It authenticates the socket (``hello``), then the
 socket's own task reads: it decodes each frame, hands the command to the node
-and queues the reply; one more task, the writer, drains the socket's bounded
-queue into the socket. Events from anywhere reach the socket only through that
-queue (a list with a wake-up, no stream or event per frame: see
-:mod:`rtserver.hub.connections`).
+and sends the reply. Replies and events from anywhere go through the socket's
+:class:`~rtserver.hub.connections.Connection`: written at once when the
+transport takes writes and nothing waits before them (the server's
+``rtserver.frames`` extension, :mod:`rtserver.http.websocket`), else put on its
+bounded queue, which one more task, the writer, drains into the socket through
+the ASGI ``send`` (a list with a wake-up, no stream or event per frame).
 
 It speaks ASGI to uvicorn directly, without Starlette's ``WebSocket`` wrapper,
 and runs plain asyncio, not an anyio task group: an idle socket is what
@@ -128,6 +130,11 @@ class Socket:
             node.settings.send_queue,
             on_overflow=self._overflow,
         )
+        # uvicorn's own protocols offer no such path: there every frame is queued
+        # for the writer.
+        frames = self.scope.get("extensions", {}).get("rtserver.frames")
+        if frames is not None:
+            conn.direct = frames["send_nowait"]
         first = node.registry.add(conn)
         node.sockets[conn.id] = self
         node.metrics.connections.inc()

@@ -83,3 +83,52 @@ def test_the_serving_process_freezes_start_up_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class Transport:
+    """The direct path of a socket (``Connection.direct``): takes frames while open."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.sent: list[bytes | str] = []
+
+    def __call__(self, data: bytes | str) -> bool:
+        if self.open:
+            self.sent.append(data)
+        return self.open
+
+
+async def test_frames_go_out_directly_while_the_transport_takes_them_and_in_order_after() -> None:
+    conn, _ = connection()
+    wire = conn.direct = Transport()
+    assert conn.send_encoded_nowait("early")  # before the hello's reply: held
+    assert wire.sent == []
+    conn.send_first([{"type": "ok", "re": 1}])
+    assert wire.sent == ['{"type":"ok","re":1}', "early"]
+    wire.open = False  # the transport is paused: frames wait in the queue
+    assert conn.send_encoded_nowait("1") and conn.send_encoded_nowait("2")
+    wire.open = True
+    # The queue is not empty: a frame may not overtake what waits before it.
+    assert conn.send_encoded_nowait("3")
+    assert wire.sent[2:] == []
+    # The writer takes "1" and is sending it (its send awaits the transport): the
+    # queue is now short of "1", and still nothing may go out directly.
+    assert conn.pop_nowait() == "1"
+    wire.sent.append("1")
+    assert conn.pop_nowait() == "2"
+    wire.sent.append("2")
+    assert conn.send_encoded_nowait("4")
+    assert conn.pop_nowait() == "3"
+    wire.sent.append("3")
+    assert conn.pop_nowait() == "4"
+    # The queue is empty, but "4" is not sent yet: "4b" waits for the writer too.
+    assert conn.send_encoded_nowait("4b")
+    wire.sent.append("4")
+    assert conn.pop_nowait() == "4b"
+    wire.sent.append("4b")
+    assert conn.pop_nowait() is None  # drained: the direct path again
+    assert conn.send_encoded_nowait("5")
+    assert wire.sent[2:] == ["1", "2", "3", "4", "4b", "5"]
+    conn.close_queue()
+    assert not conn.send_encoded_nowait("late")
+    assert wire.sent[-1] == "5"

@@ -148,6 +148,51 @@ async def test_a_slow_reader_is_closed_4408_and_slows_nobody(data_dir: Path) -> 
         await api.aclose()
 
 
+async def test_a_reader_that_pauses_gets_every_frame_in_order(data_dir: Path) -> None:
+    # Frames go to the transport directly while it takes writes and through the
+    # socket's queue while it is paused (rtserver.hub.connections): a reader that
+    # stops long enough to pause it, then reads on, sees every frame once, in order.
+    settings = node_settings(data_dir, send_queue=4096, request_message_limit="1000000/1s")
+    async with run_node(settings) as node:
+        api = Api(node.http)
+        _, ctoken = await new_customer(api)
+        customer = await Client.connect(node.ws, ctoken)
+        _, etoken = await new_expert(api)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((node.settings.host, node.settings.port))
+        paused = await websockets.connect(node.ws, sock=sock, max_queue=1, max_size=None)
+        await paused.send(json.dumps({"type": "hello", "id": 1, "token": etoken}))
+        await paused.recv()
+        await paused.recv()
+        await paused.send(json.dumps({"type": "presence", "id": 2, "status": "available"}))
+        await paused.recv()
+        reply = await customer.call(
+            "request.create", kind="instant", title="pause", skills=["python"], language="en"
+        )
+        rid = reply["request"]["id"]
+        # About 12 MB to the expert, who reads none of it meanwhile: past what the
+        # kernel's buffers hold, so the node's transport pauses.
+        total = 1_500
+        for i in range(total):
+            text = base64.b64encode(os.urandom(5_900)).decode()
+            await customer.call("request.message", request_id=rid, text=f"{i} {text}")
+        await customer.call("request.message", request_id=rid, text="last")
+        seen = []
+        async with asyncio.timeout(120):
+            while True:
+                frame = json.loads(await paused.recv())
+                if frame.get("type") != "request.message":
+                    continue
+                if frame["text"] == "last":
+                    break
+                seen.append(int(frame["text"].split(" ", 1)[0]))
+        assert seen == list(range(total))
+        await paused.close()
+        await customer.close()
+        await api.aclose()
+
+
 async def test_sigterm_closes_sockets_with_1001(tmp_path: Path, data_dir: Path) -> None:
     proc = ProcessNode(node_settings(data_dir), tmp_path / "node.log")
     proc.start()

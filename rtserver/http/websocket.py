@@ -281,7 +281,11 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             "headers": http.headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {
+                "websocket.http.response": {},
+                # The app's way to send a frame without the ASGI send (rtserver.ws).
+                "rtserver.frames": {"send_nowait": self.send_frame_nowait},
+            },
         }
         self.queue.put_nowait({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
@@ -314,10 +318,6 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
 
     def _queue_frame(self, message: WebSocketSendEvent) -> None:
-        # The frame waits in websockets' output until the end of this turn of the
-        # loop, so that what the app sends at once (the hello's ok and state) goes
-        # out in one write, one system call. Whatever else uvicorn writes (a pong,
-        # a ping, the close) takes the waiting frames first, in order.
         try:
             if (data := message.get("bytes")) is not None:
                 self.conn.send_binary(data)
@@ -325,6 +325,39 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.conn.send_text(text.encode())
         except InvalidState:
             raise ClientDisconnected() from None
+        self._flush_soon()
+
+    def send_frame_nowait(self, data: bytes | str) -> bool:
+        """Send a frame now, without the ASGI ``send``: the app's fast path
+        (``rtserver.frames`` in the scope's extensions).
+
+        False, and nothing sent, unless the socket is open and its transport takes
+        writes: the app then queues the frame for its own writer, which waits on
+        ``send`` (the transport's back-pressure). A frame's way out through here is
+        a method call; through ``send`` it was a task's wake-up, an ASGI message and
+        an awaited coroutine (issue 9, docs/benchmarks.md).
+        """
+        if (
+            not self.writable.is_set()
+            or self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.conn.state is not OPEN
+        ):
+            return False
+        if isinstance(data, bytes):
+            self.conn.send_binary(data)
+        else:
+            self.conn.send_text(data.encode())
+        self._flush_soon()
+        return True
+
+    def _flush_soon(self) -> None:
+        # The frame waits in websockets' output until the end of this turn of the
+        # loop, so that what the app sends at once (the hello's ok and state, an
+        # event and a reply) goes out in one write, one system call. Whatever else
+        # uvicorn writes (a pong, a ping, the close) takes the waiting frames
+        # first, in order.
         if not self.flush_soon:
             self.flush_soon = True
             self.loop.call_soon(self._flush)

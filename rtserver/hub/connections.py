@@ -1,9 +1,13 @@
 """This node's sockets: bounded send queues and a registry by user.
 
-Fan-out never waits for a reader: :meth:`Connection.send_nowait` puts an
-encoded frame on the socket's bounded queue and, when the queue is full,
+Fan-out never waits for a reader: :meth:`Connection.send_nowait` hands an
+encoded frame to the socket at once when nothing waits before it and the
+transport takes writes (the server's direct path, :attr:`Connection.direct`);
+otherwise it puts it on the socket's bounded queue and, when the queue is full,
 marks the socket as a slow reader, to be closed with 4408 by its writer. The
-socket's own writer task is the only one that awaits the network.
+socket's own writer task is the only one that awaits the network: it drains
+the queue once the transport takes writes again, and until it has, every
+frame goes through the queue, so that the order is kept.
 
 The queue is a plain list and the writer sleeps on a future made only when it
 finds the queue empty: queueing a frame costs an append (and, for the first
@@ -50,11 +54,13 @@ class Connection:
         "command",
         "command_overdue",
         "command_since",
+        "direct",
         "id",
         "joined",
         "overflowed",
         "queue_size",
         "user",
+        "writing",
     )
 
     def __init__(
@@ -73,6 +79,13 @@ class Connection:
         self._queue: list[Frame] = []
         # The writer's wake-up, there only while it waits on an empty queue.
         self._waiter: asyncio.Future[None] | None = None
+        # The socket's own way to send a frame at once, when the server offers one
+        # (rtserver.http.websocket): it returns False when the transport does not
+        # take writes now, and the frame is queued for the writer instead.
+        self.direct: Callable[[Frame], bool] | None = None
+        # The writer has taken a frame off the queue and not yet sent it: until it
+        # has, no frame may go out directly (it would overtake that one).
+        self.writing = False
         # No more frames are taken (close_queue); the writer drains and stops.
         self.closed = False
         self.overflowed = False
@@ -104,6 +117,15 @@ class Connection:
             self._held.append(data)
             return True
         queue = self._queue
+        if (
+            not queue
+            and not self.writing
+            and self._held is None
+            and self.direct is not None
+            and self.direct(data)
+        ):
+            # Nothing waits before it: out now, in order, with no wake-up of the writer.
+            return True
         if len(queue) >= self.queue_size:
             self.overflowed = True
             log.warning("slow reader conn=%s user=%s: send queue full", self.id, self.user.id)
@@ -122,9 +144,18 @@ class Connection:
                 waiter.set_result(None)
 
     def pop_nowait(self) -> Frame | None:
-        """The next queued frame, or None when the queue is empty (the writer's side)."""
+        """The next queued frame, or None when the queue is empty (the writer's side).
+
+        The writer calls it until None, sending each frame before the next call:
+        from the first frame taken to that None, :attr:`writing` holds frames off
+        the direct path, so that none overtakes the one being sent.
+        """
         queue = self._queue
-        return queue.pop(0) if queue else None
+        if queue:
+            self.writing = True
+            return queue.pop(0)
+        self.writing = False
+        return None
 
     async def wait_queued(self) -> bool:
         """Wait until a frame is queued; False once the queue is closed and drained.
