@@ -10,6 +10,7 @@ from clients.rtclient import Api
 from rtserver.core.matching import Need, rank, tiered
 from rtserver.hub.roster import Roster
 from rtserver.storage.db import Database
+from rtserver.storage.requests import HOLDING, OPEN_OFFERS_OF, WITHDRAW_INSTANT
 from rtserver.storage.users import RECENT_ANSWERS, RESPONSE_WINDOW, Profile, UserStore
 from tests.servers import node_settings, online_expert, run_node
 
@@ -102,3 +103,24 @@ async def test_an_experts_response_time_is_read_from_one_covering_index(tmp_path
     assert details == [
         "SEARCH offers USING COVERING INDEX offers_answer_times (expert_id=? AND closed_at>?)"
     ], details
+
+
+async def test_open_offers_and_open_requests_are_read_from_their_partial_indexes(
+    tmp_path: Path,
+) -> None:
+    # Dispatch asks for open offers and open requests only: indexes that held every
+    # offer and request ever made were rewritten by each close (docs/benchmarks.md).
+    async with Database(tmp_path / "rt.sqlite3") as db:
+        plans = {
+            name: [row["detail"] for row in await db.fetchall("EXPLAIN QUERY PLAN " + sql, args)]
+            for name, sql, args in [
+                ("holding", HOLDING, ()),
+                ("open offers", OPEN_OFFERS_OF, ("e1", 0)),
+                ("withdraw", WITHDRAW_INSTANT, (0, "e1")),
+            ]
+        }
+    assert plans["holding"][0] == "SEARCH r USING INDEX requests_open (kind=?)", plans
+    assert "SEARCH o USING INDEX offers_open (expert_id=?)" in plans["open offers"], plans
+    # The withdrawal reaches his offers through the few open requests, or through
+    # offers_open: never through every offer.
+    assert not any(step.startswith("SCAN") for plan in plans.values() for step in plan), plans

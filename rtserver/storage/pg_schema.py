@@ -328,6 +328,14 @@ PG_MIGRATIONS: list[str] = [
         WHERE status IN ('accepted', 'declined');
     DROP INDEX offers_answered;
     """,
+    # 3: SQLite's version 10: open offers by expert and open requests by kind, in
+    # partial indexes (every query through the full ones asked for open ones only).
+    """
+    CREATE INDEX offers_open ON offers (expert_id) WHERE status = 'open';
+    DROP INDEX offers_expert;
+    DROP INDEX requests_open;
+    CREATE INDEX requests_open ON requests (kind) WHERE status = 'open';
+    """,
 ]
 
 

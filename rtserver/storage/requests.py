@@ -12,9 +12,25 @@ from rtserver.core.requests import Kind, OfferStatus, OfferView, RequestStatus, 
 from rtserver.storage.sql import Conn, Db, Row
 
 # Experts who hold an open offer of an open instant request.
-_HOLDING = (
+HOLDING = (
     "SELECT DISTINCT o.expert_id FROM offers o JOIN requests r ON r.id = o.request_id"
     " WHERE r.status = 'open' AND r.kind = 'instant' AND o.status = 'open'"
+)
+# An expert's open offers of open requests, oldest first (offers_open: open ones only).
+OPEN_OFFERS_OF = (
+    "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
+    " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"
+    " o.rate_cents_per_15min AS o_rate"
+    " FROM offers o JOIN requests r ON r.id = o.request_id"
+    " WHERE o.expert_id = ? AND o.status = 'open' AND r.status = 'open'"
+    " AND o.expires_at > ? ORDER BY o.created_at"
+)
+# The winner of a request is busy now: his open offers of instant requests go.
+WITHDRAW_INSTANT = (
+    "UPDATE offers SET status = 'revoked', reason = 'busy', closed_at = ?"
+    " WHERE expert_id = ? AND status = 'open' AND request_id IN"
+    " (SELECT id FROM requests WHERE kind = 'instant' AND status = 'open')"
+    " RETURNING request_id"
 )
 
 # An open request to anyone whose current wave holds no open offer: its next wave
@@ -236,15 +252,7 @@ class RequestStore:
     ) -> list[tuple[Request, Offer]]:
         """An expert's offers still open (by status and by time), oldest first (inside
         a unit of work: ``Db.read``)."""
-        rows = await conn.fetch(
-            "SELECT r.*, o.request_id AS o_request_id, o.expert_id AS o_expert_id,"
-            " o.wave AS o_wave, o.status AS o_status, o.expires_at AS o_expires_at,"
-            " o.rate_cents_per_15min AS o_rate"
-            " FROM offers o JOIN requests r ON r.id = o.request_id"
-            " WHERE o.expert_id = ? AND o.status = 'open' AND r.status = 'open'"
-            " AND o.expires_at > ? ORDER BY o.created_at",
-            (expert_id, to_ms(now)),
-        )
+        rows = await conn.fetch(OPEN_OFFERS_OF, (expert_id, to_ms(now)))
         return [
             (
                 _request(r),
@@ -420,7 +428,7 @@ class RequestStore:
     async def holding_instant_offers(self, conn: Conn) -> set[str]:
         """Experts who hold an open offer of an open instant request (few: the open
         instant requests' current waves)."""
-        return {r[0] for r in await conn.fetch(_HOLDING)}
+        return {r[0] for r in await conn.fetch(HOLDING)}
 
     async def waiting(self, limit: int = 50) -> list[str]:
         """Open instant requests whose current wave holds no open offer, oldest first."""
@@ -446,13 +454,7 @@ class RequestStore:
 
         Returns the requests they belonged to.
         """
-        rows = await conn.fetch(
-            "UPDATE offers SET status = 'revoked', reason = 'busy', closed_at = ?"
-            " WHERE expert_id = ? AND status = 'open' AND request_id IN"
-            " (SELECT id FROM requests WHERE kind = 'instant' AND status = 'open')"
-            " RETURNING request_id",
-            (to_ms(now), expert_id),
-        )
+        rows = await conn.fetch(WITHDRAW_INSTANT, (to_ms(now), expert_id))
         return [r[0] for r in rows]
 
     async def withdraw_all_offers(self, conn: Conn, expert_id: str, now: datetime) -> list[str]:
