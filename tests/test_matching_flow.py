@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from clients.rtclient import Api, Client
+from rtserver.hub import matching
 from tests.servers import Node, new_customer, new_expert, node_settings, online_expert, run_node
 
 pytestmark = pytest.mark.both_backends
@@ -262,5 +263,60 @@ async def test_a_request_waiting_for_anyone_is_offered_to_an_expert_who_turns_av
         )
         assert update["status"] == "open"
         for c in (customer, expert):
+            await c.close()
+        await api.aclose()
+
+
+async def offered_one(experts: list[Client], request_id: str) -> Client:
+    """The one of these experts offered this request (and fail if several are)."""
+    async with asyncio.timeout(10):
+        while True:
+            got = [
+                expert
+                for expert in experts
+                for e in expert.drain()
+                if e["type"] == "offer.new" and e["offer"]["request_id"] == request_id
+            ]
+            assert len(got) <= 1, got
+            if got:
+                return got[0]
+            await asyncio.sleep(0.01)
+
+
+async def test_a_wave_walks_past_more_busy_experts_than_it_asks_about_at_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waves of 1 and pages of 4: a wave asks who is in a session once it has 4
+    # connected candidates (WAVE_DEPTH x --offer-batch), not once per page. Six
+    # busy experts who answered fast rank above the two fresh ones: the first
+    # page is all busy, so the walk goes on and asks again, and the offers go to
+    # the free ones only.
+    monkeypatch.setattr(matching, "WALK_STEP", 1)
+    settings = node_settings(data_dir, offer_batch=1, offer_ttl="60s")
+    async with run_node(settings) as node:
+        api = Api(node.http)
+        experts = [c for _, c in [await online_expert(node, api, name=f"E{i}") for i in range(6)]]
+        clients = list(experts)
+        for _ in range(6):
+            _, token = await new_customer(api)
+            customer = await Client.connect(node.ws, token)
+            clients.append(customer)
+            request = await create(customer)
+            assert request["notified"] == 1
+            winner = await offered_one(experts, request["id"])
+            await winner.call("offer.accept", request_id=request["id"])
+        free = [c for _, c in [await online_expert(node, api, name=f"F{i}") for i in range(2)]]
+        clients += free
+        _, token = await new_customer(api)
+        customer = await Client.connect(node.ws, token)
+        clients.append(customer)
+        for _ in range(2):
+            request = await create(customer)
+            assert request["notified"] == 1
+            await offered_one(free, request["id"])
+            await customer.call("request.cancel", request_id=request["id"])
+        for expert in experts:
+            assert [e for e in expert.drain() if e["type"] == "offer.new"] == []
+        for c in clients:
             await c.close()
         await api.aclose()

@@ -144,8 +144,7 @@ class EmbeddedBus(Bus):
 
     async def online(self, user_ids: Collection[str]) -> set[str]:
         """Users with a socket on this, the only, node."""
-        local = self.registry.users()
-        return {u for u in user_ids if u in local}
+        return self.registry.connected(user_ids)
 
     def statistics(self) -> dict[str, Any]:
         """How many claims are held."""

@@ -13,7 +13,7 @@ import itertools
 from rtserver.clock import Clock
 from rtserver.config import Settings
 from rtserver.core import schedule
-from rtserver.core.matching import Need, next_wave, rank, tiered
+from rtserver.core.matching import Candidate, Need, next_wave, rank, tiered
 from rtserver.hub.bus import Bus
 from rtserver.hub.roster import Roster
 from rtserver.storage.requests import Request, RequestStore
@@ -67,29 +67,38 @@ class Matcher:
 
         offered, holding = await self.requests.db.read(read)
         pool = (c for c in self.roster.ranked(need) if c.expert_id not in offered)
-        chosen: list[str] = []
+        # Connected experts, best first, minus those found in a session; of them, the
+        # non-holders not yet asked about sessions. Who is in a session is asked once
+        # for all of them when they would be enough, not once per page (a wave walks
+        # past the holders of other waves' offers: several pages under load, each a
+        # query). Holders are not asked: the accept that put an expert in a session
+        # withdrew his instant offers in its own transaction.
+        chosen: list[Candidate] = []
+        unasked: list[str] = []
         unheld = 0
-        verified_only: bool | None = None
         step = max(WALK_STEP, depth)
-        while page := list(itertools.islice(pool, step)):
-            ids = [c.expert_id for c in page]
-            online = await self.bus.online(ids)
-            busy = await self.sessions.busy([i for i in ids if i in online])
-            for c in page:
-                if c.expert_id not in online or c.expert_id in busy:
-                    continue
-                # The verified tier (core.matching.tiered): the roster ranks the
-                # verified first, so the first one eligible tells whether any is.
-                if verified_only is None:
-                    verified_only = c.verified
-                elif verified_only and not c.verified:
-                    return chosen
-                chosen.append(c.expert_id)
-                if c.expert_id not in holding:
-                    unheld += 1
-            if unheld >= depth:
+        while True:
+            page = list(itertools.islice(pool, step))
+            if page:
+                online = await self.bus.online([c.expert_id for c in page])
+                for c in page:
+                    if c.expert_id in online:
+                        chosen.append(c)
+                        if c.expert_id not in holding:
+                            unasked.append(c.expert_id)
+            if unasked and (unheld + len(unasked) >= depth or not page):
+                busy = await self.sessions.busy(unasked)
+                if busy:
+                    chosen = [c for c in chosen if c.expert_id not in busy]
+                unheld += len(unasked) - len(busy)
+                unasked = []
+            if unheld >= depth or not page:
                 break
-        return chosen
+        # The verified tier (core.matching.tiered): the roster ranks the verified
+        # first, so the first one eligible tells whether any is.
+        if chosen and chosen[0].verified:
+            chosen = list(itertools.takewhile(lambda c: c.verified, chosen))
+        return [c.expert_id for c in chosen]
 
     async def scheduled(self, request: Request) -> list[str]:
         """The next wave of a scheduled request: qualified, free at one proposed time."""

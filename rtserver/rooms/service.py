@@ -111,7 +111,7 @@ class Rooms:
             present = await self.bus.online(session.participants())
         except Unavailable:
             # Resuming matters more than who else is here: this node's view.
-            present = set(session.participants()) & self.hub.registry.users()
+            present = self.hub.registry.connected(session.participants())
         await self.bus.publish(
             session.participants(),
             {
