@@ -841,19 +841,25 @@ class Database(Reads):
             return await work(conn)
 
     async def read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run ``work`` on the reader connection: committed reads.
+        """Run ``work`` as committed reads: each statement sees what was committed
+        when it ran (no snapshot is held across them).
 
-        Each statement sees what was committed when it ran (no snapshot is held
-        across them). ``work`` must only read: a read that meets a lock (another
-        process recovering the WAL) is run again after a pause.
+        ``work`` must only read, and only the database (it runs without a pause
+        of the loop). It runs on the writer's connection while no write holds
+        it, else on the reader's. SQLite drops a connection's whole page cache
+        when it finds that another connection changed the file: a reader that
+        reads between the writer's commits read every page again from the file,
+        where the writer's own connection keeps its cache (issue 9,
+        docs/benchmarks.md). A read that meets a lock (another process
+        recovering the WAL) is run again after a pause.
         """
-        if self._reader is None:
+        if self._reader is None or self._writer is None:
             raise RuntimeError("database is not open")
-        conn = SqliteConn(self._reader)
+        reader, writer = SqliteConn(self._reader), SqliteConn(self._writer)
 
         async def attempt() -> T:
             try:
-                return await work(conn)
+                return await work(reader if self._write_lock.locked() else writer)
             except sqlite3.OperationalError as exc:
                 if _lock_held(exc):
                     raise _LockHeld from exc
