@@ -452,8 +452,8 @@ MIGRATIONS: list[str] = [
     # v10: open offers by expert and open requests by kind, in partial indexes: every
     # query through the two indexes they replace asked for open ones only. The full
     # ones held every offer and request ever made, and each close of a request moved
-    # its entries across them: 13 pages written per dispatch commit with them, 8
-    # without (docs/benchmarks.md, "partial indexes").
+    # its entries across them: 13 WAL pages per create or close commit with them, 8
+    # without (docs/benchmarks.md, "the database's hidden costs").
     """
     CREATE INDEX offers_open ON offers (expert_id) WHERE status = 'open';
     DROP INDEX offers_expert;
